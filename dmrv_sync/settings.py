@@ -1,0 +1,83 @@
+"""The one settings object. Every value comes from the environment (or a `.env` file).
+
+Secrets are `SecretStr`: their repr and str are masked, so printing the settings never shows them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ISOMETRIC_BASE_URLS: dict[str, str] = {
+    "sandbox": "https://api.sandbox.isometric.com/mrv/v0",
+    "production": "https://api.isometric.com/mrv/v0",
+}
+
+# The embedded default's credentials: the local emulator accepts whatever the settings say, so these
+# only have to agree with themselves. They are not secrets of any real registry.
+DEMO_CLIENT_SECRET = "demo-client-secret"
+DEMO_ACCESS_TOKEN = "demo-access-token"
+DEMO_PROJECT_ID = "prj_demo0000000001"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    dmrv_data_dir: Path = Field(
+        default=Path(".dmrv"), description="Where the embedded defaults keep their files (SQLite, logs)."
+    )
+    dmrv_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the DMRV database. Default: a SQLite file in DMRV_DATA_DIR.",
+    )
+
+    isometric_project_id: str = DEMO_PROJECT_ID
+    isometric_client_secret: SecretStr = SecretStr(DEMO_CLIENT_SECRET)
+    isometric_access_token: SecretStr = SecretStr(DEMO_ACCESS_TOKEN)
+    isometric_environment: Literal["sandbox", "production"] = "sandbox"
+    isometric_base_url: str | None = Field(
+        default=None, description="Overrides the environment's URL; the local emulator is set here."
+    )
+    isometric_ghg_entry_template_id: str | None = Field(
+        default=None, description="The GHG entry template (rvt_...) that credit batches are filed under."
+    )
+    isometric_requests_per_second: float = Field(
+        default=2.0, gt=0, description="Request budget shared by every process using this credential."
+    )
+
+    @field_validator("isometric_project_id")
+    @classmethod
+    def _project_prefix(cls, value: str) -> str:
+        if not value.startswith("prj_"):
+            raise ValueError(f"ISOMETRIC_PROJECT_ID must start with 'prj_' (got {value!r})")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """The DMRV database URL; the SQLite default's directory is created on first use."""
+        if self.dmrv_database_url:
+            return self.dmrv_database_url
+        self.dmrv_data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.dmrv_data_dir / 'dmrv.sqlite3').resolve()}"
+
+    @property
+    def isometric_url(self) -> str:
+        return (self.isometric_base_url or ISOMETRIC_BASE_URLS[self.isometric_environment]).rstrip("/")
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret, for redaction of texts that leave the process."""
+        return tuple(
+            s.get_secret_value()
+            for s in (self.isometric_client_secret, self.isometric_access_token)
+            if s.get_secret_value()
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
