@@ -21,7 +21,8 @@ ISOMETRIC_BASE_URLS: dict[str, str] = {
 # only have to agree with themselves. They are not secrets of any real registry.
 DEMO_CLIENT_SECRET = "demo-client-secret"
 DEMO_ACCESS_TOKEN = "demo-access-token"
-DEMO_PROJECT_ID = "prj_demo0000000001"
+DEMO_PROJECT_ID = "prj_1DEMOPROJECT0001"
+DEMO_GHG_ENTRY_TEMPLATE_ID = "rvt_1DEMOTEMPLATE001"
 
 
 class Settings(BaseSettings):
@@ -42,8 +43,9 @@ class Settings(BaseSettings):
     isometric_base_url: str | None = Field(
         default=None, description="Overrides the environment's URL; the local emulator is set here."
     )
-    isometric_ghg_entry_template_id: str | None = Field(
-        default=None, description="The GHG entry template (rvt_...) that credit batches are filed under."
+    isometric_ghg_entry_template_id: str = Field(
+        default=DEMO_GHG_ENTRY_TEMPLATE_ID,
+        description="The GHG entry template (rvt_...) that credit batches are filed under.",
     )
     isometric_requests_per_second: float = Field(
         default=2.0, gt=0, description="Request budget shared by every process using this credential."
