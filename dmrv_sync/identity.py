@@ -1,0 +1,418 @@
+"""The identity service: the one owner of `registry_identities` and its audit trail.
+
+Every state change is a single conditional UPDATE (never read-then-write), so concurrent workers on
+PostgreSQL — or processes sharing a SQLite file — can race for the same identity and exactly one wins.
+Each method runs in its own short transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from dmrv_sync.db.base import utcnow
+from dmrv_sync.db.sync_state import AuditOutcome, RegistryAuditEvent, RegistryIdentity, SyncStatus
+from dmrv_sync.redaction import redact
+
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+class LeaseLost(RuntimeError):
+    """The caller no longer holds the lease it is trying to act under (it expired and was taken over)."""
+
+
+def default_lease_holder() -> str:
+    """host:pid:random — unique per worker, readable in the UI when someone asks who holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    entity_type: str
+    entity_id: str
+    registry_name: str
+    external_entity_type: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A live lease on one identity. `reconcile` means: look the object up before sending anything."""
+
+    identity_id: int
+    holder: str
+    expires_at: datetime
+    reconcile: bool
+    attempt: int
+    external_id: str | None
+    previous_status: SyncStatus
+
+
+class IdentityService:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        secrets: Iterable[str] = (),
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        run_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = session_factory
+        self._clock = clock
+        self._secrets = tuple(secrets)
+        self.lease_seconds = lease_seconds
+        self.run_id = run_id
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def get_or_create_registry_identity(
+        self, entity_type: str, entity_id: str, registry_name: str, external_entity_type: str
+    ) -> RegistryIdentity:
+        """The identity row for one external object, created `pending` if it did not exist.
+
+        INSERT .. ON CONFLICT DO NOTHING then SELECT: two workers creating the same identity both get
+        the one row, neither gets an IntegrityError.
+        """
+        values = dict(
+            entity_type=entity_type,
+            entity_id=str(entity_id),
+            registry_name=registry_name,
+            external_entity_type=external_entity_type,
+            sync_status=SyncStatus.PENDING,
+            sync_metadata={},
+            attempt_count=0,
+            needs_reconciliation=False,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        with self._sessions.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            stmt = insert(RegistryIdentity).values(**values).on_conflict_do_nothing()
+            session.execute(stmt)
+            row = session.scalars(
+                self._key_query(entity_type, str(entity_id), registry_name, external_entity_type)
+            ).one()
+            session.expunge(row)
+            return row
+
+    def get_identity(
+        self, entity_type: str, entity_id: str, registry_name: str, external_entity_type: str
+    ) -> RegistryIdentity | None:
+        with self._sessions() as session:
+            row = session.scalars(
+                self._key_query(entity_type, str(entity_id), registry_name, external_entity_type)
+            ).first()
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def get_external_id(
+        self, entity_type: str, entity_id: str, registry_name: str, external_entity_type: str
+    ) -> str | None:
+        row = self.get_identity(entity_type, entity_id, registry_name, external_entity_type)
+        return row.external_id if row is not None and row.sync_status in _HAS_OBJECT else None
+
+    def is_entity_fully_synced(
+        self, entity_type: str, entity_id: str, registry_name: str, external_entity_types: Sequence[str]
+    ) -> bool:
+        """True when every external object the registry keeps for this entity is synced."""
+        with self._sessions() as session:
+            synced = session.scalar(
+                select(func.count())
+                .select_from(RegistryIdentity)
+                .where(
+                    RegistryIdentity.entity_type == entity_type,
+                    RegistryIdentity.entity_id == str(entity_id),
+                    RegistryIdentity.registry_name == registry_name,
+                    RegistryIdentity.external_entity_type.in_(list(external_entity_types)),
+                    RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
+                )
+            )
+        return synced == len(set(external_entity_types))
+
+    def get_entity_sync_summary(
+        self, entity_type: str, entity_id: str
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """`{registry: {external_type: {status, external_id, error, attempts, last_synced_at, ...}}}`."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(RegistryIdentity)
+                .where(
+                    RegistryIdentity.entity_type == entity_type, RegistryIdentity.entity_id == str(entity_id)
+                )
+                .order_by(RegistryIdentity.id)
+            ).all()
+        summary: dict[str, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            summary.setdefault(row.registry_name, {})[row.external_entity_type] = {
+                "status": row.sync_status.value,
+                "external_id": row.external_id,
+                "error": row.last_sync_error,
+                "attempts": row.attempt_count,
+                "last_synced_at": row.last_synced_at.isoformat() if row.last_synced_at else None,
+                "needs_reconciliation": row.needs_reconciliation,
+                "metadata": row.sync_metadata or {},
+            }
+        return summary
+
+    def get_registry_sync_stats(
+        self, registry_name: str | None = None
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """`{registry: {external_entity_type: {status: count}}}` (the shape `dmrv-sync status --json` prints)."""
+        query = select(
+            RegistryIdentity.registry_name,
+            RegistryIdentity.external_entity_type,
+            RegistryIdentity.sync_status,
+            func.count(),
+        ).group_by(
+            RegistryIdentity.registry_name,
+            RegistryIdentity.external_entity_type,
+            RegistryIdentity.sync_status,
+        )
+        if registry_name is not None:
+            query = query.where(RegistryIdentity.registry_name == registry_name)
+        stats: dict[str, dict[str, dict[str, int]]] = {}
+        with self._sessions() as session:
+            for registry, external_type, status, count in session.execute(query):
+                stats.setdefault(registry, {}).setdefault(external_type, {})[SyncStatus(status).value] = count
+        return stats
+
+    # -- state changes -------------------------------------------------------------------------------
+
+    def mark_syncing(
+        self, identity_id: int, holder: str, *, lease_seconds: float | None = None
+    ) -> Claim | None:
+        """Claim the identity's lease. None when another worker holds a live lease.
+
+        A claim over an expired `syncing` lease, or over an `unknown` outcome, comes back with
+        `reconcile=True`: the previous holder may have sent the request, so the object must be looked up
+        before anything is re-sent (invariant 3 → 1).
+        """
+        now = self._clock()
+        expires = now + timedelta(seconds=self.lease_seconds if lease_seconds is None else lease_seconds)
+        # Evaluated by the UPDATE against the row as it was, so the decision and the claim are one step.
+        reconcile_needed = or_(
+            RegistryIdentity.needs_reconciliation.is_(True),
+            RegistryIdentity.sync_status == SyncStatus.UNKNOWN,
+            and_(RegistryIdentity.sync_status == SyncStatus.SYNCING, RegistryIdentity.lease_holder != holder),
+        )
+        with self._sessions.begin() as session:
+            previous = session.execute(
+                select(
+                    RegistryIdentity.sync_status,
+                    RegistryIdentity.lease_holder,
+                    RegistryIdentity.lease_expires_at,
+                ).where(RegistryIdentity.id == identity_id)
+            ).one_or_none()
+            if previous is None:
+                raise KeyError(f"registry identity {identity_id} does not exist")
+            result = session.execute(
+                update(RegistryIdentity)
+                .where(
+                    RegistryIdentity.id == identity_id,
+                    or_(
+                        RegistryIdentity.sync_status != SyncStatus.SYNCING,
+                        RegistryIdentity.lease_expires_at.is_(None),
+                        RegistryIdentity.lease_expires_at < now,
+                        RegistryIdentity.lease_holder == holder,
+                    ),
+                )
+                .values(
+                    needs_reconciliation=reconcile_needed,
+                    sync_status=SyncStatus.SYNCING,
+                    lease_holder=holder,
+                    lease_expires_at=expires,
+                    attempt_count=RegistryIdentity.attempt_count + 1,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                self._audit(
+                    session,
+                    identity_id,
+                    "claim",
+                    AuditOutcome.SKIPPED,
+                    error=f"lease held by another worker until {previous.lease_expires_at}",
+                )
+                return None
+            row = session.get_one(RegistryIdentity, identity_id, populate_existing=True)
+            self._audit(
+                session,
+                row,
+                "claim",
+                AuditOutcome.OK,
+                details={"reconcile": row.needs_reconciliation, "previous_status": previous.sync_status},
+            )
+            return Claim(
+                identity_id=identity_id,
+                holder=holder,
+                expires_at=expires,
+                reconcile=row.needs_reconciliation,
+                attempt=row.attempt_count,
+                external_id=row.external_id,
+                previous_status=SyncStatus(previous.sync_status),
+            )
+
+    def mark_synced(
+        self,
+        claim: Claim,
+        external_id: str,
+        *,
+        payload_hash: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        status: SyncStatus = SyncStatus.SYNCED,
+    ) -> None:
+        """Record the external object and release the lease. Raises LeaseLost if the lease was taken over."""
+        now = self._clock()
+        values: dict[str, Any] = dict(
+            sync_status=status,
+            external_id=external_id,
+            last_synced_at=now,
+            last_sync_error=None,
+            needs_reconciliation=False,
+            lease_holder=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        if payload_hash is not None:
+            values["payload_hash"] = payload_hash
+        if metadata is not None:
+            values["sync_metadata"] = metadata
+        self._release(claim, values, "synced", AuditOutcome.OK, details={"external_id": external_id})
+
+    def mark_error(
+        self,
+        claim: Claim,
+        error: str,
+        *,
+        outcome_unknown: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a failure and release the lease.
+
+        `outcome_unknown=True`: the request may have reached the registry; the identity becomes `unknown`
+        and the next claim reconciles. Otherwise `error`: nothing was created, a resend is safe.
+        """
+        now = self._clock()
+        message = redact(error, self._secrets)
+        values: dict[str, Any] = dict(
+            sync_status=SyncStatus.UNKNOWN if outcome_unknown else SyncStatus.ERROR,
+            last_sync_error=message,
+            needs_reconciliation=outcome_unknown,
+            lease_holder=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        if metadata is not None:
+            values["sync_metadata"] = metadata
+        self._release(
+            claim,
+            values,
+            "error",
+            AuditOutcome.UNKNOWN if outcome_unknown else AuditOutcome.ERROR,
+            error=message,
+        )
+
+    def record_call(
+        self,
+        identity: RegistryIdentity | int | None,
+        operation: str,
+        outcome: AuditOutcome,
+        *,
+        http_method: str | None = None,
+        http_path: str | None = None,
+        http_status: int | None = None,
+        duration_ms: float | None = None,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """One audit row for one registry call."""
+        with self._sessions.begin() as session:
+            self._audit(
+                session,
+                identity,
+                operation,
+                outcome,
+                http_method=http_method,
+                http_path=http_path,
+                http_status=http_status,
+                duration_ms=duration_ms,
+                error=error,
+                details=details,
+            )
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _release(
+        self, claim: Claim, values: dict[str, Any], operation: str, outcome: AuditOutcome, **audit: Any
+    ) -> None:
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(RegistryIdentity)
+                .where(
+                    and_(
+                        RegistryIdentity.id == claim.identity_id,
+                        RegistryIdentity.sync_status == SyncStatus.SYNCING,
+                        RegistryIdentity.lease_holder == claim.holder,
+                    )
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                raise LeaseLost(
+                    f"registry identity {claim.identity_id}: the lease of {claim.holder} expired and was taken "
+                    "over; this worker's result was not recorded (the new holder reconciles)"
+                )
+            self._audit(session, claim.identity_id, operation, outcome, **audit)
+
+    def _audit(
+        self,
+        session: Session,
+        identity: RegistryIdentity | int | None,
+        operation: str,
+        outcome: AuditOutcome,
+        *,
+        error: str | None = None,
+        **fields: Any,
+    ) -> None:
+        row = session.get(RegistryIdentity, identity) if isinstance(identity, int) else identity
+        session.add(
+            RegistryAuditEvent(
+                identity_id=row.id if row is not None else None,
+                entity_type=row.entity_type if row is not None else None,
+                entity_id=row.entity_id if row is not None else None,
+                registry_name=row.registry_name if row is not None else None,
+                external_entity_type=row.external_entity_type if row is not None else None,
+                run_id=self.run_id,
+                operation=operation,
+                outcome=outcome,
+                error=redact(error, self._secrets) if error else None,
+                created_at=utcnow(),
+                **fields,
+            )
+        )
+
+    @staticmethod
+    def _key_query(entity_type: str, entity_id: str, registry_name: str, external_entity_type: str):  # type: ignore[no-untyped-def]
+        return select(RegistryIdentity).where(
+            RegistryIdentity.entity_type == entity_type,
+            RegistryIdentity.entity_id == entity_id,
+            RegistryIdentity.registry_name == registry_name,
+            RegistryIdentity.external_entity_type == external_entity_type,
+        )
+
+
+# Statuses in which the registry holds the object (drifted: it does, with older data).
+_HAS_OBJECT = frozenset({SyncStatus.SYNCED, SyncStatus.DRIFTED})
