@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -237,7 +237,7 @@ class IdentityService:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount != 1:
+            if cast(CursorResult[Any], result).rowcount != 1:
                 self._audit(
                     session,
                     identity_id,
@@ -370,7 +370,7 @@ class IdentityService:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
-            if result.rowcount != 1:
+            if cast(CursorResult[Any], result).rowcount != 1:
                 raise LeaseLost(
                     f"registry identity {claim.identity_id}: the lease of {claim.holder} expired and was taken "
                     "over; this worker's result was not recorded (the new holder reconciles)"
@@ -405,7 +405,9 @@ class IdentityService:
         )
 
     @staticmethod
-    def _key_query(entity_type: str, entity_id: str, registry_name: str, external_entity_type: str):  # type: ignore[no-untyped-def]
+    def _key_query(
+        entity_type: str, entity_id: str, registry_name: str, external_entity_type: str
+    ) -> Select[tuple[RegistryIdentity]]:
         return select(RegistryIdentity).where(
             RegistryIdentity.entity_type == entity_type,
             RegistryIdentity.entity_id == entity_id,

@@ -1,0 +1,152 @@
+"""`dmrv-sync`: the command line. Each command is a thin shell over a library call."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from sqlalchemy.engine import make_url
+
+from dmrv_sync.settings import get_settings
+
+
+def _database_url() -> str:
+    return get_settings().database_url
+
+
+def _display_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group(help="Sync a biochar supplier's DMRV records to carbon registries (Isometric first).")
+def main() -> None:
+    pass
+
+
+@main.group(help="The DMRV database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Apply the schema migrations (a no-op when already up to date).")
+def db_upgrade() -> None:
+    from dmrv_sync.db.migrate import upgrade
+
+    url = _database_url()
+    before, after = upgrade(url)
+    if before == after:
+        click.echo(f"{_display_url(url)}: already at revision {after}, nothing to do")
+    else:
+        click.echo(f"{_display_url(url)}: upgraded from {before or 'an empty database'} to {after}")
+
+
+@db.command("current", help="Show the schema revision of the database.")
+def db_current() -> None:
+    from dmrv_sync.db.migrate import current_revision, head_revision
+
+    url = _database_url()
+    current = current_revision(url)
+    click.echo(f"{_display_url(url)}: revision {current or 'none'} (head is {head_revision()})")
+
+
+@main.group(help="Demo data for the embedded default.")
+def demo() -> None:
+    pass
+
+
+@demo.command("seed", help="Write realistic demo records (N applications and what they stand on).")
+@click.option(
+    "--scale", type=click.IntRange(min=1), default=100, show_default=True, help="Applications to create."
+)
+@click.option("--seed", "random_seed", type=int, default=42, show_default=True, help="Random seed.")
+def demo_seed(scale: int, random_seed: int) -> None:
+    from dmrv_sync.db.session import get_session_factory
+    from dmrv_sync.demo.seed import seed_demo_data
+
+    _require_schema()
+    report = seed_demo_data(get_session_factory(_database_url()), scale=scale, seed=random_seed)
+    click.echo("seeded: " + ", ".join(f"{count} {kind}" for kind, count in report.counts.items()))
+    if report.invalid:
+        click.echo(f"{len(report.invalid)} records are invalid on purpose (validation will block them):")
+        for record in report.invalid:
+            click.echo(f"  {record.entity_type} {record.entity_id}: {record.problem}")
+
+
+@main.command("status", help="Counts of registry objects per registry, external type and sync status.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"<registry>": {"<type>": {"<status>": n}}}.')
+def status(as_json: bool) -> None:
+    from dmrv_sync.db.session import get_session_factory
+    from dmrv_sync.identity import IdentityService
+
+    _require_schema()
+    stats = IdentityService(get_session_factory(_database_url())).get_registry_sync_stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2, sort_keys=True))
+        return
+    if not stats:
+        click.echo("no registry objects yet: nothing has been synced (run a sync, or start the demo)")
+        return
+    statuses = sorted({s for types in stats.values() for counts in types.values() for s in counts})
+    header = ["registry", "external type", *statuses, "total"]
+    rows = [
+        [registry, external_type, *[str(counts.get(s, 0)) for s in statuses], str(sum(counts.values()))]
+        for registry, types in sorted(stats.items())
+        for external_type, counts in sorted(types.items())
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command(
+    "up", help="Start on the embedded defaults: migrate, seed demo data on first start, show status."
+)
+@click.option(
+    "--scale", type=click.IntRange(min=1), default=200, show_default=True, help="Demo applications."
+)
+def up(scale: int) -> None:
+    from sqlalchemy import func, select
+
+    from dmrv_sync.db.migrate import upgrade
+    from dmrv_sync.db.models import Facility
+    from dmrv_sync.db.session import get_session_factory
+
+    url = _database_url()
+    upgrade(url)
+    click.echo(f"database: {_display_url(url)} (schema up to date)")
+    sessions = get_session_factory(url)
+    with sessions() as session:
+        has_data = bool(session.scalar(select(func.count()).select_from(Facility)))
+    if has_data:
+        click.echo("demo data: already seeded")
+    else:
+        click.get_current_context().invoke(demo_seed, scale=scale, random_seed=42)
+    click.get_current_context().invoke(status, as_json=False)
+
+
+def _require_schema() -> None:
+    from dmrv_sync.db.migrate import current_revision, head_revision
+
+    url = _database_url()
+    current = current_revision(url)
+    if current != head_revision():
+        raise click.ClickException(
+            f"the database at {_display_url(url)} is at revision {current or 'none'}, not {head_revision()}: "
+            "run `dmrv-sync db upgrade` first"
+        )
+
+
+def _register_optional_commands() -> None:
+    # Commands owned by other packages register here, so `dmrv-sync --help` lists them all.
+    try:
+        from dmrv_sync.emulator.cli import emulator
+    except ImportError:
+        return
+    main.add_command(emulator)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    sys.exit(main())

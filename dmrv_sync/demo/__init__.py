@@ -1,0 +1,1 @@
+"""Demo data for the embedded default: realistic biochar DMRV records, a few deliberately invalid."""
