@@ -54,6 +54,7 @@ class Claim:
     attempt: int
     external_id: str | None
     previous_status: SyncStatus
+    unsettled_since: datetime
 
 
 class IdentityService:
@@ -207,11 +208,20 @@ class IdentityService:
             and_(RegistryIdentity.sync_status == SyncStatus.SYNCING, RegistryIdentity.lease_holder != holder),
         )
         with self._sessions.begin() as session:
+            # A no-op write first takes the row's lock (PostgreSQL) or the database's write lock (SQLite),
+            # so the "previous" values read next are exactly the ones the claiming UPDATE replaces.
+            session.execute(
+                update(RegistryIdentity)
+                .where(RegistryIdentity.id == identity_id)
+                .values(attempt_count=RegistryIdentity.attempt_count)
+                .execution_options(synchronize_session=False)
+            )
             previous = session.execute(
                 select(
                     RegistryIdentity.sync_status,
                     RegistryIdentity.lease_holder,
                     RegistryIdentity.lease_expires_at,
+                    RegistryIdentity.updated_at,
                 ).where(RegistryIdentity.id == identity_id)
             ).one_or_none()
             if previous is None:
@@ -262,6 +272,11 @@ class IdentityService:
                 attempt=row.attempt_count,
                 external_id=row.external_id,
                 previous_status=SyncStatus(previous.sync_status),
+                # A lookup that settles this claim's reconciliation must have started after this moment:
+                # the previous holder could have sent its request until its lease ran out.
+                unsettled_since=max(
+                    [t for t in (previous.updated_at, previous.lease_expires_at) if t is not None], default=now
+                ),
             )
 
     def mark_synced(
@@ -272,14 +287,18 @@ class IdentityService:
         payload_hash: str | None = None,
         metadata: dict[str, Any] | None = None,
         status: SyncStatus = SyncStatus.SYNCED,
+        note: str | None = None,
     ) -> None:
-        """Record the external object and release the lease. Raises LeaseLost if the lease was taken over."""
+        """Record the external object and release the lease. Raises LeaseLost if the lease was taken over.
+
+        `status=DRIFTED` with a `note` records an object the registry holds with older data.
+        """
         now = self._clock()
         values: dict[str, Any] = dict(
             sync_status=status,
             external_id=external_id,
             last_synced_at=now,
-            last_sync_error=None,
+            last_sync_error=redact(note, self._secrets) if note else None,
             needs_reconciliation=False,
             lease_holder=None,
             lease_expires_at=None,

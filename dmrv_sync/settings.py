@@ -51,6 +51,17 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Request budget shared by every process using this credential."
     )
 
+    # Validation limits (Isometric's biochar protocol, as public summaries report it): defaults a user
+    # can change, not law.
+    validation_max_h_corg_ratio: float = Field(default=0.5, gt=0)
+    validation_max_o_corg_ratio: float = Field(default=0.2, gt=0)
+    validation_max_production_days: float = Field(default=31, gt=0)
+
+    sync_concurrency: int = Field(default=8, ge=1, le=64, description="Entities synced at once in one run.")
+    sync_lease_seconds: float = Field(
+        default=300, gt=0, description="How long a worker may hold an entity before others may take over."
+    )
+
     @field_validator("isometric_project_id")
     @classmethod
     def _project_prefix(cls, value: str) -> str:
