@@ -1,0 +1,290 @@
+"""The emulator in process: every answer checked against Isometric's published spec (with the 2026-06
+rename applied), and the behaviour the process tests do not cover."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator, FormatChecker
+
+from dmrv_sync.emulator import EmulatorConfig
+from dmrv_sync.settings import Settings
+from dmrv_sync_tests.fixtures.emulator import (
+    RunningEmulator,
+    assert_spec_422,
+    ghg_entry_body,
+    locs,
+    production_batch_body,
+)
+
+PROJECT_ID = Settings().isometric_project_id
+# The spec is reference data outside the project, never copied into it (DMRV_SHARED_DIR as in contract.py).
+_SHARED_DIR = os.environ.get("DMRV_SHARED_DIR")
+SPEC_PATH = (
+    Path(_SHARED_DIR) if _SHARED_DIR else Path(__file__).resolve().parents[1].parent / "shared"
+) / "isometric/certify-openapi.json"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# README's rename table, for paths: today's path -> the spec's.
+SPEC_PATHS = {"/ghg_entries": "/removals", "/ghg_entries/{id}": "/removals/{id}"}
+EXAMPLE_CONFIG = Path(__file__).parents[1] / "dmrv_sync" / "emulator" / "example_config.json"
+
+
+def _renamed_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
+    statement = spec["components"]["schemas"]["GhgStatement"]
+    statement["properties"]["ghg_entry_ids"] = statement["properties"].pop("removal_ids")
+    statement["required"] = [
+        "ghg_entry_ids" if name == "removal_ids" else name for name in statement["required"]
+    ]
+    return spec
+
+
+class ContractRecorder:
+    """Collects every /mrv/v0 answer, then checks each against the spec's response schema."""
+
+    def __init__(self, emulator: RunningEmulator) -> None:
+        self.responses: list[httpx.Response] = []
+        self.client = httpx.Client(
+            base_url=emulator.base_url,
+            headers=emulator.auth_headers,
+            timeout=10,
+            event_hooks={"response": [self._record]},
+        )
+        self.routes = emulator.server.api.router if emulator.server else None
+
+    def _record(self, response: httpx.Response) -> None:
+        response.read()
+        self.responses.append(response)
+
+    def check(self) -> set[tuple[str, str, int]]:
+        spec = _renamed_spec()
+        assert self.routes is not None
+        covered = set()
+        for response in self.responses:
+            method = response.request.method
+            path = response.request.url.path.removeprefix("/mrv/v0")
+            route, _, _ = self.routes.match(method, path)
+            assert route is not None, f"{method} {path}"
+            operation = spec["paths"][SPEC_PATHS.get(route.template, route.template)][method.lower()]
+            documented = operation["responses"].get(str(response.status_code))
+            assert documented is not None, (
+                f"{method} {route.template} answered {response.status_code}, undocumented"
+            )
+            covered.add((method, route.template, response.status_code))
+            if response.status_code == 204:
+                assert response.content == b""
+                continue
+            schema_ref = documented["content"]["application/json"]["schema"]["$ref"]
+            validator = Draft202012Validator(
+                {"$ref": schema_ref, "components": spec["components"]}, format_checker=FormatChecker()
+            )
+            errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(response.json())]
+            assert not errors, f"{method} {path} -> {response.status_code}: {errors}"
+        return covered
+
+
+@pytest.mark.skipif(not SPEC_PATH.exists() and not IN_CI, reason=f"the Certify spec is not at {SPEC_PATH}")
+def test_every_answer_matches_the_spec(emulator: RunningEmulator) -> None:
+    recorder = ContractRecorder(emulator)
+    api = recorder.client
+    feedstock_type = emulator.admin.provision_feedstock_type("Forestry residues", "feedstock-1")
+    api.get("/feedstock_types", params={"supplier_reference_id": "feedstock-1"})
+    api.get("/feedstock_types", params={"first": 51})
+
+    batch = api.post("/production_batches", json=production_batch_body(feedstock_type["id"], "pr-1")).json()
+    spare = api.post("/production_batches", json=production_batch_body(feedstock_type["id"], "pr-2")).json()
+    api.post("/production_batches", json={"kind": "biochar"})
+    api.get("/production_batches", params={"first": 1})
+    api.get(f"/production_batches/{batch['id']}")
+    api.delete(f"/production_batches/{spare['id']}")
+
+    locations = f"/projects/{PROJECT_ID}/storage_locations"
+    location = api.post(
+        locations, json={"project_id": PROJECT_ID, "name": "Field A", "latitude": 52.1, "longitude": 5.3}
+    ).json()
+    spare_location = api.post(
+        locations,
+        json={
+            "project_id": PROJECT_ID,
+            "name": "Field B",
+            "latitude": 1,
+            "longitude": 2,
+            "supplier_reference_id": "x",
+        },
+    ).json()
+    api.get(locations)
+    api.get(f"{locations}/{location['id']}")
+    api.patch(
+        f"{locations}/{location['id']}", json={"name": "Field A (north)", "storage_method": "biochar_field"}
+    )
+    api.patch(f"{locations}/{location['id']}", json={"latitude": 100})
+    api.delete(f"{locations}/{spare_location['id']}")
+
+    application = api.post(
+        "/biochar_applications",
+        json={
+            "project_id": PROJECT_ID,
+            "storage_site_id": location["id"],
+            "production_batch_id": batch["id"],
+            "application_date": "2026-03-05",
+            "average_application_rate": {"magnitude": 5, "unit": "t/ha"},
+            "truck_mass_on_arrival": {"magnitude": 20, "unit": "t"},
+            "truck_mass_on_departure": {"magnitude": 8, "unit": "t", "standard_deviation": 0.1},
+            "supplier_reference_id": "app-1",
+        },
+    ).json()
+    api.get("/biochar_applications")
+    api.get(f"/biochar_applications/{application['id']}")
+    api.delete(f"/production_batches/{batch['id']}")  # 422: used by the application
+    api.delete(f"/biochar_applications/{application['id']}")
+
+    entry = api.post("/ghg_entries", json=ghg_entry_body("cb-1")).json()
+    spare_entry = api.post("/ghg_entries", json=ghg_entry_body("cb-2", completed_on="2026-05-31")).json()
+    api.get("/ghg_entries", params={"supplier_reference_id": "cb-1"})
+    api.get(f"/ghg_entries/{entry['id']}")
+    api.patch(f"/ghg_entries/{entry['id']}", json={"completed_on": "2026-03-30"})
+    api.delete(f"/ghg_entries/{spare_entry['id']}")
+
+    statement = api.post("/ghg_statements", json={"project_id": PROJECT_ID, "end_on": "2026-03-31"}).json()
+    api.post("/ghg_statements", json={"project_id": PROJECT_ID, "end_on": "2026-03-31"})  # 422: nothing left
+    api.get("/ghg_statements")
+    api.get(f"/ghg_statements/{statement['id']}")
+    api.post(
+        f"/ghg_statements/{statement['id']}/submit", json={"ghg_statement_report_url": "https://r.example/1"}
+    )
+    emulator.admin.set_statement_status(statement["id"], "FAILED_VERIFICATION")
+    api.patch(f"/ghg_entries/{entry['id']}", json={"started_on": "2026-03-02"})
+    api.get(f"/ghg_statements/{statement['id']}")  # pending_total_co2e_removed_kg set
+    api.post(
+        f"/ghg_statements/{statement['id']}/submit",
+        json={"ghg_statement_report_url": "https://r.example/2", "summary_of_changes": "Dates fixed"},
+    )
+    emulator.admin.set_statement_status(statement["id"], "CREDITS_ISSUED")
+    api.get(f"/ghg_statements/{statement['id']}")
+
+    covered = recorder.check()
+    assert emulator.server is not None
+    every_route = {(route.method, route.template) for route in emulator.server.api.router.routes}
+    assert {(method, template) for method, template, _ in covered} == every_route
+
+
+# --- behaviour beyond the process tests -------------------------------------------------------------
+
+
+def test_backward_pagination(emulator: RunningEmulator) -> None:
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        ids = [api.post("/ghg_entries", json=ghg_entry_body(f"cb-{n}")).json()["id"] for n in range(7)]
+        last_page = api.get("/ghg_entries", params={"last": 3}).json()
+        assert [n["id"] for n in last_page["nodes"]] == ids[4:]
+        assert last_page["page_info"]["has_previous_page"] and not last_page["page_info"]["has_next_page"]
+        before = api.get(
+            "/ghg_entries", params={"last": 3, "before": last_page["page_info"]["start_cursor"]}
+        ).json()
+        assert [n["id"] for n in before["nodes"]] == ids[1:4]
+        assert (
+            api.get("/ghg_entries", params={"supplier_reference_id": "cb-2"}).json()["nodes"][0]["id"]
+            == ids[2]
+        )
+
+
+def test_pre_rename_field_names_are_rejected_with_the_new_name(emulator: RunningEmulator) -> None:
+    body = ghg_entry_body("cb-1")
+    body["removal_template_id"] = body.pop("ghg_entry_template_id")
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        detail = assert_spec_422(api.post("/ghg_entries", json=body))
+        assert locs(detail) == [["body", "removal_template_id"]]
+        assert "ghg_entry_template_id" in detail[0]["msg"]
+        assert api.get("/removals").status_code == 404
+
+
+def test_storage_location_patch_and_undefined_fields(emulator: RunningEmulator) -> None:
+    path = f"/projects/{PROJECT_ID}/storage_locations"
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        location = api.post(
+            path, json={"project_id": PROJECT_ID, "name": "A", "latitude": 1, "longitude": 2}
+        ).json()
+        assert location["storage_method"] == "biochar_field" and location["supplier_reference_id"] is None
+        # Omitted is "Undefined" (unchanged); an explicit null is not allowed for these fields.
+        assert_spec_422(api.patch(f"{path}/{location['id']}", json={"supplier_reference_id": None}))
+        patched = api.patch(
+            f"{path}/{location['id']}", json={"supplier_reference_id": "app-1", "longitude": 3}
+        ).json()
+        assert patched == {**location, "supplier_reference_id": "app-1", "longitude": 3.0}
+        detail = assert_spec_422(
+            api.post(
+                path, json={"project_id": "prj_1OTHERPROJECT0001", "name": "B", "latitude": 1, "longitude": 2}
+            )
+        )
+        assert locs(detail) == [["body", "project_id"]]
+
+
+def test_entries_of_a_statement_with_the_verifier_are_locked(emulator: RunningEmulator) -> None:
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        entry = api.post("/ghg_entries", json=ghg_entry_body("cb-1")).json()
+        statement = api.post(
+            "/ghg_statements", json={"project_id": PROJECT_ID, "end_on": "2026-03-31"}
+        ).json()
+        api.post(
+            f"/ghg_statements/{statement['id']}/submit",
+            json={"ghg_statement_report_url": "https://r.example"},
+        )
+        detail = assert_spec_422(
+            api.patch(f"/ghg_entries/{entry['id']}", json={"completed_on": "2026-03-30"})
+        )
+        assert statement["id"] in detail[0]["msg"]
+
+
+def test_auto_verify_moves_submitted_statements_to_credits_issued(
+    emulator_factory: Callable[..., RunningEmulator],
+) -> None:
+    emulator = emulator_factory(EmulatorConfig(auto_verify_after_seconds=0.1))
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        api.post("/ghg_entries", json=ghg_entry_body("cb-1"))
+        statement = api.post(
+            "/ghg_statements", json={"project_id": PROJECT_ID, "end_on": "2026-03-31"}
+        ).json()
+        api.post(
+            f"/ghg_statements/{statement['id']}/submit",
+            json={"ghg_statement_report_url": "https://r.example"},
+        )
+        deadline = time.monotonic() + 10
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            current = api.get(f"/ghg_statements/{statement['id']}").json()
+            if not seen or seen[-1] != current["status"]:
+                seen.append(current["status"])
+            if current["status"] == "CREDITS_ISSUED":
+                break
+            time.sleep(0.05)  # polling, as a client would; the deadline bounds it
+        assert seen[-1] == "CREDITS_ISSUED" and current["credits_issued_at"] and current["verifier"]
+
+
+def test_example_config_loads_and_provisions(emulator_factory: Callable[..., RunningEmulator]) -> None:
+    config = EmulatorConfig.from_file(EXAMPLE_CONFIG).model_copy(update={"faults": EmulatorConfig().faults})
+    emulator = emulator_factory(config)
+    provisioned = emulator.admin.provisioned()
+    assert provisioned["feedstock_types"] == [
+        {
+            "id": "ftt_1DEMOFEEDSTOCK01",
+            "name": "Forestry residues",
+            "supplier_reference_id": "feedstock-type-1",
+        }
+    ]
+    assert [f["id"] for f in provisioned["facilities"]] == ["fcl_1DEMOFACILITY001", "fcl_1DEMOFACILITY002"]
+    assert EmulatorConfig.from_file(EXAMPLE_CONFIG).faults.rate_limit is not None
+
+
+def test_default_provisioning_matches_the_settings(emulator: RunningEmulator) -> None:
+    provisioned = emulator.admin.provisioned()
+    settings = Settings()
+    assert [p["id"] for p in provisioned["projects"]] == [settings.isometric_project_id]
+    assert [t["id"] for t in provisioned["ghg_entry_templates"]] == [settings.isometric_ghg_entry_template_id]
+    assert [f["id"] for f in provisioned["facilities"]] == [f"fcl_1DEMOFACILITY00{n}" for n in range(1, 6)]
+    assert provisioned["feedstock_types"] == []
