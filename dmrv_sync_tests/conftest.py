@@ -2,6 +2,8 @@
 
 pytest_plugins = [
     "dmrv_sync_tests.fixtures.db",
+    "dmrv_sync_tests.fixtures.emulator",
+    "dmrv_sync_tests.fixtures.contract",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Registry clients (one package per registry), the errors they raise, and the shared request budget."""
