@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -123,6 +124,123 @@ def up(scale: int) -> None:
     else:
         click.get_current_context().invoke(demo_seed, scale=scale, random_seed=42)
     click.get_current_context().invoke(status, as_json=False)
+
+
+@main.group(help="Send records to the registry.")
+def sync() -> None:
+    pass
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in report.results], indent=2, default=str))
+        return
+    counts = report.counts()
+    if not counts:
+        click.echo("nothing to sync")
+    for entity_type, by_status in counts.items():
+        click.echo(f"{entity_type}: " + ", ".join(f"{n} {status}" for status, n in sorted(by_status.items())))
+    failed = report.failed
+    if failed:
+        click.echo(f"\n{len(failed)} not synced:")
+        for result in failed[:50]:
+            click.echo(f"  [{result.status}] {result.message}")
+        if len(failed) > 50:
+            click.echo(f"  ... and {len(failed) - 50} more (--json lists them all)")
+
+
+@sync.command(
+    "pending", help="Sync every ready record not yet in the registry (or changed since), parents first."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each entity's result as JSON.")
+def sync_pending(as_json: bool) -> None:
+    from dmrv_sync import api
+
+    _require_schema()
+    report = api.sync_all_pending()
+    _print_report(report, as_json)
+
+
+@sync.command(
+    "failed",
+    help="Retry every record with a failed or unsettled step (unknown outcomes are looked up first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each entity's result as JSON.")
+def sync_failed(as_json: bool) -> None:
+    from dmrv_sync import api
+
+    _require_schema()
+    _print_report(api.retry_all_failed(), as_json)
+
+
+@main.command(
+    "confirm", help="Pull GHG statement verdicts into the local credit batches (with lineage rows)."
+)
+def confirm() -> None:
+    from dmrv_sync import api
+
+    _require_schema()
+    results = api.confirm_ghg_statements()
+    changed = [r for r in results if r.changed]
+    click.echo(f"{len(results)} statements read, {len(changed)} credit batches updated")
+    for result in changed:
+        fields = ", ".join(f"{f}: {_plain(old)} -> {_plain(new)}" for f, (old, new) in result.changed.items())
+        click.echo(f"  credit_batch {result.entity_id}: {fields}")
+    for result in results:
+        if result.error:
+            click.echo(f"  ERROR {result.error}")
+
+
+def _plain(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+@main.command("plan", help="Show exactly what a sync would send for one record, without sending anything.")
+@click.argument(
+    "entity_type",
+    type=click.Choice(["facility", "feedstock_type", "production_run", "application", "credit_batch"]),
+)
+@click.argument("entity_id")
+def plan(entity_type: str, entity_id: str) -> None:
+    from dmrv_sync import api
+
+    _require_schema()
+    try:
+        click.echo(json.dumps(api.plan(entity_type, entity_id), indent=2, default=str))
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group(help="Link local records to objects created in the registry's web app.")
+def link() -> None:
+    pass
+
+
+@link.command("facility", help="Link a local facility to its registry facility (Isometric: fcl_...).")
+@click.argument("facility_id")
+@click.argument("external_id")
+@click.option("--relink", is_flag=True, help="Replace an existing link.")
+def link_facility(facility_id: str, external_id: str, relink: bool) -> None:
+    from dmrv_sync import api
+
+    _require_schema()
+    try:
+        click.echo(api.link_facility(facility_id, external_id, relink=relink))
+    except api.UserError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@demo.command("link", help="Against the local emulator: link every facility and create the feedstock types.")
+def demo_link() -> None:
+    from dmrv_sync.demo.link import link_demo
+
+    _require_schema()
+    try:
+        done = link_demo(get_settings())
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in done:
+        click.echo(line)
 
 
 def _require_schema() -> None:

@@ -60,7 +60,12 @@ class SeedReport:
 
 
 def seed_demo_data(
-    session_factory: sessionmaker[Session], *, scale: int, seed: int = 42, today: date | None = None
+    session_factory: sessionmaker[Session],
+    *,
+    scale: int,
+    seed: int = 42,
+    today: date | None = None,
+    with_invalid: bool = True,
 ) -> SeedReport:
     if scale < 1:
         raise ValueError(f"--scale must be at least 1 (got {scale})")
@@ -119,27 +124,28 @@ def seed_demo_data(
             )
 
     # A few runs and applications still in progress: they must not be synced yet.
+    in_progress = set(map(id, runs[1::17]))
     for run in runs[1::17]:
         run.status = ProductionRunStatus.IN_PROGRESS
-    for application in applications[2::23]:
-        application.status = ApplicationStatus.PLANNED
+    for index, application in enumerate(applications):
+        # Biochar from a run still in progress cannot have been applied yet.
+        if index % 23 == 2 or id(application.production_run) in in_progress:
+            application.status = ApplicationStatus.PLANNED
 
+    # Consecutive reporting periods with distinct end dates (Isometric files one statement per period end).
     credit_batches: list[CreditBatch] = []
-    for start in range(0, len(applications), APPLICATIONS_PER_CREDIT_BATCH):
-        group = [a for a in applications[start : start + APPLICATIONS_PER_CREDIT_BATCH]]
-        period_end = max(a.application_date for a in group if a.application_date)
-        credit_batches.append(
-            CreditBatch(
-                reporting_period_start=period_end - timedelta(days=90),
-                reporting_period_end=period_end,
-                status=CreditBatchStatus.PENDING,
-                report_url=f"https://reports.example.org/ghg/{period_end.isoformat()}-{len(credit_batches) + 1}.pdf",
-                estimated_tco2e=Decimal(str(round(sum(a.applied_mass_kg or 0 for a in group) * 0.0025, 4))),
-                applications=group,
-            )
-        )
+    by_date = sorted(applications, key=lambda a: a.application_date or today)
+    group: list[Application] = []
+    for index, application in enumerate(by_date):
+        group.append(application)
+        next_date = by_date[index + 1].application_date if index + 1 < len(by_date) else None
+        if len(group) >= APPLICATIONS_PER_CREDIT_BATCH and next_date != application.application_date:
+            credit_batches.append(_credit_batch(group, credit_batches))
+            group = []
+    if group:
+        credit_batches.append(_credit_batch(group, credit_batches))
 
-    broken = _break_some(today, runs, applications, credit_batches)
+    broken = _break_some(today, runs, applications, credit_batches) if with_invalid else []
 
     with session_factory.begin() as session:
         session.add_all([*facilities, *feedstocks, *runs, *applications, *credit_batches])
@@ -153,6 +159,22 @@ def seed_demo_data(
         "credit_batch": len(credit_batches),
     }
     return report
+
+
+def _credit_batch(group: list[Application], earlier: list[CreditBatch]) -> CreditBatch:
+    period_end = max(a.application_date for a in group if a.application_date)
+    previous_end = earlier[-1].reporting_period_end if earlier else None
+    period_start = previous_end + timedelta(days=1) if previous_end else period_end - timedelta(days=90)
+    return CreditBatch(
+        reporting_period_start=min(
+            period_start, min(a.application_date for a in group if a.application_date)
+        ),
+        reporting_period_end=period_end,
+        status=CreditBatchStatus.PENDING,
+        report_url=f"https://reports.example.org/ghg/{period_end.isoformat()}-{len(earlier) + 1}.pdf",
+        estimated_tco2e=Decimal(str(round(sum(a.applied_mass_kg or 0 for a in group) * 0.0025, 4))),
+        applications=list(group),
+    )
 
 
 def _break_some(

@@ -1,0 +1,458 @@
+"""Isometric's rules for each local entity: which Certify objects stand for it, in which order, and how
+each is built, sent and found again (shared/isometric/README.md).
+
+| local entity    | steps                                                    | how                          |
+|-----------------|----------------------------------------------------------|------------------------------|
+| facility        | facility                                                 | link (the API cannot create) |
+| feedstock_type  | feedstock_type                                           | lookup by reference          |
+| production_run  | production_batch                                         | create                       |
+| application     | storage_location, biochar_application                    | create (location: PATCH too) |
+| credit_batch    | ghg_entry, ghg_statement, ghg_statement_submission       | create, create, submit       |
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, cast
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dmrv_sync.db.models import (
+    Application,
+    ApplicationStatus,
+    CreditBatch,
+    CreditBatchStatus,
+    ProductionRun,
+    ProductionRunStatus,
+)
+from dmrv_sync.registries.errors import NotFound
+from dmrv_sync.registries.isometric.client import REGISTRY_NAME, IsometricClient
+from dmrv_sync.registries.isometric.models import (
+    CreateBiocharApplicationRequest,
+    CreateGhgEntryRequest,
+    CreateGhgStatementRequest,
+    CreateProductionBatchRequest,
+    CreateStorageLocationRequest,
+    GhgEntry,
+    GhgStatementStatus,
+    ResubmitGhgStatementRequest,
+    ScalarQuantity,
+    SubmitGhgStatementRequest,
+    UpdateStorageLocationRequest,
+)
+from dmrv_sync.registries.isometric.rules import Limits, validate
+from dmrv_sync.sync.adapter import (
+    Capability,
+    Confirmation,
+    EntitySpec,
+    Issue,
+    MissingExternalId,
+    ParentRef,
+    RegistryAdapter,
+    StepContext,
+    StepOutcome,
+    StepSpec,
+)
+
+logger = logging.getLogger("dmrv_sync.registries.isometric")
+
+CERTIFY_WEB_URL = "https://registry.isometric.com"
+NOT_UPDATABLE = (
+    "Certify keeps it as it was sent; record the correction in Certify (or delete the draft object there and "
+    "run dmrv-sync sync failed to create it again)."
+)
+
+ENTITIES: dict[str, EntitySpec] = {
+    "facility": EntitySpec("facility", "facility", (StepSpec("facility", Capability.LINK),)),
+    "feedstock_type": EntitySpec(
+        "feedstock_type", "feedstock_type", (StepSpec("feedstock_type", Capability.LOOKUP),)
+    ),
+    "production_run": EntitySpec(
+        "production_run",
+        "production_batch",
+        (StepSpec("production_batch", Capability.CREATE, drift_advice=NOT_UPDATABLE),),
+        parent_types=("facility", "feedstock_type"),
+    ),
+    "application": EntitySpec(
+        "application",
+        "biochar_application",
+        (
+            StepSpec("storage_location", Capability.CREATE, updatable=True),
+            StepSpec("biochar_application", Capability.CREATE, drift_advice=NOT_UPDATABLE),
+        ),
+        parent_types=("production_run",),
+    ),
+    "credit_batch": EntitySpec(
+        "credit_batch",
+        "ghg_statement",
+        (
+            StepSpec(
+                "ghg_entry",
+                Capability.CREATE,
+                drift_advice="A GHG entry in a submitted statement is locked; file a correction in Certify.",
+            ),
+            StepSpec("ghg_statement", Capability.CREATE),
+            StepSpec("ghg_statement_submission", Capability.SUBMIT),
+        ),
+        parent_types=("application",),
+        # A statement takes every draft GHG entry of the project completed by its end date, so periods
+        # must be filed in order: one at a time, earliest end first.
+        sequential_by="reporting_period_end",
+    ),
+}
+
+# The registry's statement status → the local credit batch status (confirmation pulls).
+STATEMENT_STATUS_TO_LOCAL = {
+    GhgStatementStatus.DRAFT: CreditBatchStatus.PENDING,
+    GhgStatementStatus.AWAITING_VERIFICATION: CreditBatchStatus.SUBMITTED,
+    GhgStatementStatus.VERIFIED: CreditBatchStatus.VERIFIED,
+    GhgStatementStatus.CREDITS_ISSUED: CreditBatchStatus.ISSUED,
+    GhgStatementStatus.FAILED_VERIFICATION: CreditBatchStatus.FAILED_VERIFICATION,
+}
+
+# Resources that can only be found again by paging through their list (no reference filter).
+_PAGED = {
+    "production_batch": "production_batches",
+    "storage_location": "storage_locations",
+    "biochar_application": "biochar_applications",
+}
+
+
+class IsometricAdapter(RegistryAdapter):
+    name = REGISTRY_NAME
+    entities = ENTITIES
+    registry_owned_fields = {
+        "credit_batch": frozenset({"status", "submitted_at", "credits_issued_at", "verifier"}),
+    }
+
+    def __init__(self, client: IsometricClient, *, template_id: str, limits: Limits | None = None) -> None:
+        self.client = client
+        self.project_id = client.project_id
+        self.template_id = template_id
+        self.limits = limits or Limits()
+        # One listing pass settles many unknown outcomes: {resource: (started_at, {reference: id})}.
+        self._listings: dict[str, tuple[datetime, dict[str, str]]] = {}
+        self._listing_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- what and when ------------------------------------------------------------------------------
+
+    def is_ready(self, entity_type: str, entity: Any) -> bool:
+        if entity_type == "production_run":
+            return bool(entity.status == ProductionRunStatus.COMPLETE)
+        if entity_type == "application":
+            return bool(entity.status == ApplicationStatus.APPLIED)
+        if entity_type == "credit_batch":
+            return entity.status in (CreditBatchStatus.PENDING, CreditBatchStatus.FAILED_VERIFICATION)
+        return True
+
+    def parents(self, entity_type: str, entity: Any) -> list[ParentRef]:
+        if entity_type == "production_run":
+            return [ParentRef("facility", str(entity.facility_id))] + [
+                ParentRef("feedstock_type", str(f.id)) for f in entity.feedstock_types
+            ]
+        if entity_type == "application":
+            return [ParentRef("production_run", str(entity.production_run_id))]
+        if entity_type == "credit_batch":
+            return [
+                ParentRef("application", str(a.id))
+                for a in entity.applications
+                if a.status == ApplicationStatus.APPLIED
+            ]
+        return []
+
+    def validate(self, entity_type: str, entity: Any, today: datetime) -> list[Issue]:
+        return validate(entity_type, entity, today, self.limits)
+
+    # -- payloads -----------------------------------------------------------------------------------
+
+    def build_payload(self, ctx: StepContext) -> dict[str, Any] | None:
+        step = ctx.step.external_entity_type
+        entity = ctx.entity
+        if step in ("facility", "feedstock_type"):
+            return None
+        if step == "production_batch":
+            run: ProductionRun = entity
+            return CreateProductionBatchRequest(
+                facility_id=self._need(ctx, "facility", run.facility_id, "facility"),
+                feedstock_type_ids=[
+                    self._need(ctx, "feedstock_type", f.id, "feedstock_type")
+                    for f in sorted(run.feedstock_types, key=lambda f: str(f.id))
+                ],
+                supplier_reference_id=ctx.reference,
+                kind="biochar",
+                started_at=run.started_at,
+                ended_at=run.ended_at,
+                mass=ScalarQuantity(magnitude=run.biochar_dry_mass_kg, unit="kg"),
+            ).to_wire()
+        if step == "storage_location":
+            application: Application = entity
+            return CreateStorageLocationRequest(
+                project_id=self.project_id,
+                name=application.site_name,
+                latitude=application.latitude,
+                longitude=application.longitude,
+                storage_method=application.storage_method.value if application.storage_method else None,
+                supplier_reference_id=ctx.reference,
+            ).to_wire()
+        if step == "biochar_application":
+            application = entity
+            tonnes_per_ha = (application.applied_mass_kg or 0) / 1000 / (application.area_ha or 1)
+            return CreateBiocharApplicationRequest(
+                project_id=self.project_id,
+                production_batch_id=self._need(
+                    ctx, "production_run", application.production_run_id, "production_batch"
+                ),
+                storage_site_id=self._need(ctx, "application", application.id, "storage_location"),
+                application_date=application.application_date,
+                average_application_rate=ScalarQuantity(magnitude=round(tonnes_per_ha, 6), unit="t/ha"),
+                truck_mass_on_arrival=ScalarQuantity(
+                    magnitude=application.truck_mass_on_arrival_kg, unit="kg"
+                ),
+                truck_mass_on_departure=ScalarQuantity(
+                    magnitude=application.truck_mass_on_departure_kg, unit="kg"
+                ),
+                supplier_reference_id=ctx.reference,
+            ).to_wire()
+        batch: CreditBatch = entity
+        if step == "ghg_entry":
+            return CreateGhgEntryRequest(
+                project_id=self.project_id,
+                supplier_reference_id=ctx.reference,
+                started_on=batch.reporting_period_start,
+                completed_on=batch.reporting_period_end,
+                ghg_entry_template_id=self.template_id,
+            ).to_wire()
+        if step == "ghg_statement":
+            self._need(ctx, "credit_batch", batch.id, "ghg_entry")  # the statement takes the entry in
+            self._earlier_periods_filed(ctx, batch)
+            return CreateGhgStatementRequest(
+                project_id=self.project_id, end_on=batch.reporting_period_end
+            ).to_wire()
+        if step == "ghg_statement_submission":
+            statement_id = self._need(ctx, "credit_batch", batch.id, "ghg_statement")
+            payload: dict[str, Any] = {"ghg_statement_id": statement_id}
+            if batch.status == CreditBatchStatus.FAILED_VERIFICATION:
+                payload |= ResubmitGhgStatementRequest(
+                    ghg_statement_report_url=batch.report_url or "",
+                    summary_of_changes=f"Corrected data resubmitted by dmrv-sync for credit batch {batch.id}.",
+                ).to_wire()
+            else:
+                payload |= SubmitGhgStatementRequest(
+                    ghg_statement_report_url=batch.report_url or ""
+                ).to_wire()
+            return payload
+        raise KeyError(f"isometric: unknown step {step!r}")
+
+    def _earlier_periods_filed(self, ctx: StepContext, batch: CreditBatch) -> None:
+        """Isometric files every draft GHG entry completed by `end_on` into the new statement: an earlier
+        period whose entry exists but whose statement does not must go first, or this statement would
+        swallow its entry."""
+        others = ctx.session.scalars(
+            select(CreditBatch).where(
+                CreditBatch.id != batch.id, CreditBatch.reporting_period_end <= batch.reporting_period_end
+            )
+        )
+        for other in others:
+            has_entry = ctx.external_ids.get("credit_batch", str(other.id), "ghg_entry")
+            if has_entry and ctx.external_ids.get("credit_batch", str(other.id), "ghg_statement") is None:
+                raise MissingExternalId(
+                    f"waits for the GHG statement of credit batch {other.id} (period ending "
+                    f"{other.reporting_period_end}): Isometric puts every draft GHG entry up to a statement's end "
+                    "date into it, so earlier periods are filed first"
+                )
+
+    def _need(self, ctx: StepContext, entity_type: str, entity_id: Any, external_type: str) -> str:
+        external_id = ctx.external_ids.get(entity_type, str(entity_id), external_type)
+        if external_id is None:
+            raise MissingExternalId(
+                f"needs the {external_type} of {entity_type} {entity_id}, which is not in Isometric yet"
+            )
+        return external_id
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def execute(self, ctx: StepContext, payload: dict[str, Any] | None) -> StepOutcome:
+        step = ctx.step.external_entity_type
+        client = self.client
+        if step == "facility":
+            raise NotFound(
+                f"facility {ctx.entity_id} ({ctx.entity.name!r}) is not linked to an Isometric facility. The "
+                "Certify API cannot create facilities: create it in the Certify web app, then run "
+                f"`dmrv-sync link facility {ctx.entity_id} fcl_...` with its ID",
+                registry=self.name,
+            )
+        if step == "feedstock_type":
+            try:
+                found = client.get_feedstock_type_by_reference(ctx.reference)
+            except NotFound as exc:
+                raise NotFound(
+                    f"feedstock type {ctx.entity.name!r} is not in Isometric. The Certify API cannot create "
+                    f"feedstock types: create it in the Certify web app with supplier reference ID "
+                    f"{ctx.reference!r}",
+                    registry=self.name,
+                    status_code=exc.status_code,
+                ) from exc
+            return self._outcome(step, found.id)
+        assert payload is not None
+        if step == "production_batch":
+            return self._outcome(
+                step, client.create_production_batch(CreateProductionBatchRequest(**payload)).id
+            )
+        if step == "storage_location":
+            return self._outcome(
+                step, client.create_storage_location(CreateStorageLocationRequest(**payload)).id
+            )
+        if step == "biochar_application":
+            created = client.create_biochar_application(CreateBiocharApplicationRequest(**payload))
+            return self._outcome(step, created.id)
+        if step == "ghg_entry":
+            return self._outcome(step, client.create_ghg_entry(CreateGhgEntryRequest(**payload)).id)
+        if step == "ghg_statement":
+            statement = client.create_ghg_statement(CreateGhgStatementRequest(**payload))
+            return self._outcome(step, statement.id, status=str(statement.status))
+        if step == "ghg_statement_submission":
+            body = {k: v for k, v in payload.items() if k != "ghg_statement_id"}
+            request = (
+                ResubmitGhgStatementRequest(**body)
+                if "summary_of_changes" in body
+                else SubmitGhgStatementRequest(**body)
+            )
+            statement = client.submit_ghg_statement(payload["ghg_statement_id"], request)
+            return self._outcome("ghg_statement", statement.id, status=str(statement.status))
+        raise KeyError(f"isometric: unknown step {step!r}")
+
+    def reconcile(
+        self, ctx: StepContext, payload: dict[str, Any] | None, unsettled_since: datetime
+    ) -> StepOutcome | None:
+        step = ctx.step.external_entity_type
+        if step in ("facility", "feedstock_type"):
+            return None  # nothing is ever sent for these: nothing to reconcile
+        if step in _PAGED:
+            external_id = self._listing(_PAGED[step], unsettled_since).get(ctx.reference)
+            return self._outcome(step, external_id, reconciled=True) if external_id else None
+        if step == "ghg_entry":
+            found = self.client.find_by_supplier_reference("ghg_entries", ctx.reference)
+            return (
+                self._outcome(step, cast(GhgEntry, found).id, reconciled=True) if found is not None else None
+            )
+        if step == "ghg_statement":
+            assert payload is not None
+            statement = self.client.find_ghg_statement(date.fromisoformat(payload["end_on"]))
+            return self._outcome(step, statement.id, reconciled=True) if statement is not None else None
+        if step == "ghg_statement_submission":
+            assert payload is not None
+            statement = self.client.get_ghg_statement(payload["ghg_statement_id"])
+            resubmitting = "summary_of_changes" in payload
+            waiting = {GhgStatementStatus.DRAFT} | (
+                {GhgStatementStatus.FAILED_VERIFICATION} if resubmitting else set()
+            )
+            if statement.status in waiting:
+                return None
+            return self._outcome("ghg_statement", statement.id, status=str(statement.status), reconciled=True)
+        return None
+
+    def _listing(self, resource: str, unsettled_since: datetime) -> dict[str, str]:
+        """{reference: id} of a paged resource, from a pass that started after `unsettled_since`."""
+        from dmrv_sync.db.base import utcnow
+
+        with self._listing_lock:
+            cached = self._listings.get(resource)
+            if cached is not None and cached[0] > unsettled_since:
+                return cached[1]
+            started = utcnow()
+            index = {
+                node["supplier_reference_id"]: node["id"]
+                for node in self.client.paginate(_list_path(resource))
+                if node.get("supplier_reference_id")
+            }
+            self._listings[resource] = (started, index)
+            return index
+
+    def update(self, ctx: StepContext, external_id: str, payload: dict[str, Any]) -> StepOutcome:
+        if ctx.step.external_entity_type != "storage_location":
+            return super().update(ctx, external_id, payload)
+        fields = {k: v for k, v in payload.items() if k not in ("project_id",)}
+        updated = self.client.update_storage_location(external_id, UpdateStorageLocationRequest(**fields))
+        return self._outcome("storage_location", updated.id, updated=True)
+
+    def fetch(self, ctx: StepContext, external_id: str) -> dict[str, Any] | None:
+        getters: dict[str, Callable[[str], BaseModel]] = {
+            "production_batch": self.client.get_production_batch,
+            "storage_location": self.client.get_storage_location,
+            "biochar_application": self.client.get_biochar_application,
+            "ghg_entry": self.client.get_ghg_entry,
+            "ghg_statement": self.client.get_ghg_statement,
+            "ghg_statement_submission": self.client.get_ghg_statement,
+        }
+        getter = getters.get(ctx.step.external_entity_type)
+        if getter is None:
+            return None
+        return getter(external_id).model_dump(mode="json")
+
+    # -- confirmation pulls -------------------------------------------------------------------------
+
+    def confirmable(self) -> tuple[str, str] | None:
+        return ("credit_batch", "ghg_statement_submission")
+
+    def pull_confirmations(self, session: Session, synced: Mapping[str, str]) -> list[Confirmation]:
+        confirmations = []
+        for batch_id, statement_id in synced.items():
+            batch = session.get(CreditBatch, uuid.UUID(batch_id))
+            if batch is None or batch.status == CreditBatchStatus.ISSUED:
+                continue  # credits issued: the statement's story is over
+            statement = self.client.get_ghg_statement(statement_id)
+            try:
+                local_status = STATEMENT_STATUS_TO_LOCAL[GhgStatementStatus(statement.status)]
+            except ValueError:
+                logger.warning(
+                    "GHG statement %s has a status this version does not know: %s",
+                    statement_id,
+                    statement.status,
+                )
+                continue
+            values: dict[str, Any] = {
+                "status": local_status,
+                "submitted_at": statement.submitted_at,
+                "credits_issued_at": statement.credits_issued_at,
+                "verifier": statement.verifier,
+            }
+            error = None
+            if local_status == CreditBatchStatus.FAILED_VERIFICATION:
+                error = (
+                    f"credit_batch {batch_id}: GHG statement {statement_id} failed verification"
+                    + (f" by {statement.verifier}" if statement.verifier else "")
+                    + ". Read the verifier's findings in Certify, correct the records, then run `dmrv-sync sync "
+                    "failed` to resubmit the statement with a summary of changes."
+                )
+            confirmations.append(
+                Confirmation(
+                    "credit_batch",
+                    batch_id,
+                    values,
+                    source=f"{self.name}:ghg_statement:{statement_id}",
+                    error=error,
+                    error_step="ghg_statement_submission" if error else None,
+                )
+            )
+        return confirmations
+
+    def web_url(self, external_entity_type: str, external_id: str) -> str | None:
+        return f"{CERTIFY_WEB_URL}/certify/{external_entity_type.replace('_', '-')}s/{external_id}"
+
+    def _outcome(self, step: str, external_id: str, **metadata: Any) -> StepOutcome:
+        return StepOutcome(external_id, {"url": self.web_url(step, external_id), **metadata})
+
+
+def _list_path(resource: str) -> str:
+    from dmrv_sync.registries.isometric.client import RESOURCES
+
+    return RESOURCES[resource].list_path

@@ -1,0 +1,1 @@
+"""The registry-agnostic sync core: adapters describe a registry, the engine runs their steps."""
