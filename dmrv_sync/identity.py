@@ -275,7 +275,8 @@ class IdentityService:
                 # A lookup that settles this claim's reconciliation must have started after this moment:
                 # the previous holder could have sent its request until its lease ran out.
                 unsettled_since=max(
-                    [t for t in (previous.updated_at, previous.lease_expires_at) if t is not None], default=now
+                    [t for t in (previous.updated_at, previous.lease_expires_at) if t is not None],
+                    default=now,
                 ),
             )
 
