@@ -4,6 +4,7 @@ pytest_plugins = [
     "dmrv_sync_tests.fixtures.db",
     "dmrv_sync_tests.fixtures.emulator",
     "dmrv_sync_tests.fixtures.contract",
+    "dmrv_sync_tests.fixtures.sync",
 ]
 
 
