@@ -213,7 +213,8 @@ class IdentityService:
             session.execute(
                 update(RegistryIdentity)
                 .where(RegistryIdentity.id == identity_id)
-                .values(attempt_count=RegistryIdentity.attempt_count)
+                # Set updated_at to itself too, or its onupdate default would stamp it with now.
+                .values(attempt_count=RegistryIdentity.attempt_count, updated_at=RegistryIdentity.updated_at)
                 .execution_options(synchronize_session=False)
             )
             previous = session.execute(

@@ -182,3 +182,23 @@ def test_eight_concurrent_workers_claim_each_identity_exactly_once(db_url: str) 
     claimed = [i for r in results for i in r]
     assert sorted(claimed) == sorted(ids), "every identity claimed exactly once across 8 workers"
     assert sum(1 for r in results if r) >= 2, "the race had more than one winner overall"
+
+
+def test_a_claim_says_since_when_the_outcome_is_unsettled(identities: IdentityService, clock: FakeClock) -> None:
+    """A lookup taken after this moment can settle the claim: it must be when the earlier attempt ended,
+    not when this claim was made (or every reconciliation would need a fresh listing pass)."""
+    row = _identity(identities)
+    claim = identities.mark_syncing(row.id, "w")
+    assert claim is not None
+    identities.mark_error(claim, "read timeout", outcome_unknown=True)
+    marked_at = clock.now
+    clock.advance(3600)
+    again = identities.mark_syncing(row.id, "w")
+    assert again is not None and again.reconcile
+    assert again.unsettled_since == marked_at
+
+    clock.advance(10)
+    crashed_until = again.expires_at
+    clock.advance(identities.lease_seconds + 1)
+    takeover = identities.mark_syncing(row.id, "other")
+    assert takeover is not None and takeover.unsettled_since == crashed_until
