@@ -350,3 +350,45 @@ def test_confirm_pulls_verdicts_with_lineage_and_is_idempotent(world: SyncWorld)
         assert resubmitted.status == "synced"
         statement = next(s for s in _objects_full(world, "/ghg_statements") if s["id"] == failed.external_id)
         assert statement["status"] == "AWAITING_VERIFICATION", "resubmitted for verification"
+
+
+def _entity_snapshot(world: SyncWorld) -> dict[str, list[tuple[Any, ...]]]:
+    from dmrv_sync.db.models import ENTITY_MODELS
+
+    snapshot = {}
+    with world.sessions() as session:
+        for name, model in ENTITY_MODELS.items():
+            table = model.__table__  # type: ignore[attr-defined]
+            snapshot[name] = sorted(tuple(row) for row in session.execute(select(table)))
+    return snapshot
+
+
+def test_the_push_path_never_writes_entity_tables(world: SyncWorld) -> None:
+    world.seed(scale=30)
+    world.link()
+    before = _entity_snapshot(world)
+    with world.engine() as engine:
+        engine.sync_all("pending")
+        engine.sync_all("failed")
+    assert _entity_snapshot(world) == before
+
+
+def test_pulls_write_only_the_fields_the_registry_owns(world: SyncWorld) -> None:
+    import pytest
+
+    from dmrv_sync.sync.lineage import apply_registry_values
+
+    world.seed(scale=4, with_invalid=False)
+    with world.sessions.begin() as session:
+        batch = session.scalars(select(CreditBatch)).first()
+        assert batch is not None
+        with pytest.raises(PermissionError, match="the supplier owns it"):
+            apply_registry_values(
+                session,
+                "credit_batch",
+                batch,
+                {"estimated_tco2e": 1},
+                allowed_fields=frozenset({"status"}),
+                source="isometric:ghg_statement:ggs_X",
+                run_id=None,
+            )
