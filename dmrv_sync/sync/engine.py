@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -68,6 +68,7 @@ class StepResult:
     action: str  # created, found, linked, reconciled, updated, unchanged, drifted, failed, blocked, busy
     external_id: str | None = None
     error: str | None = None
+    attempts: int | None = None
 
 
 @dataclass
@@ -220,6 +221,34 @@ class SyncEngine:
                 chosen.append(entity_id)
             return chosen
 
+    def due_for_retry(
+        self, entity_type: str, *, base_seconds: float = 300, cap_seconds: float = 86_400
+    ) -> list[str]:
+        """Failed entities whose backoff has passed: a step that failed after n attempts waits
+        base * 2^(n-1) seconds (at most cap) since it failed before it is tried again."""
+        now = self._clock()
+        failed = set(self.select(entity_type, "failed"))
+        if not failed:
+            return []
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(RegistryIdentity).where(
+                    RegistryIdentity.entity_type == entity_type,
+                    RegistryIdentity.registry_name == self.adapter.name,
+                    RegistryIdentity.sync_status.in_(
+                        [SyncStatus.ERROR, SyncStatus.UNKNOWN, SyncStatus.SYNCING]
+                    ),
+                )
+            ).all()
+        due: dict[str, bool] = {}
+        for row in rows:
+            if row.entity_id not in failed:
+                continue
+            wait = min(cap_seconds, base_seconds * 2 ** max(0, row.attempt_count - 1))
+            ready = row.updated_at + timedelta(seconds=wait) <= now
+            due[row.entity_id] = due.get(row.entity_id, True) and ready
+        return [entity_id for entity_id in sorted(failed) if due.get(entity_id, True)]
+
     # -- running ------------------------------------------------------------------------------------
 
     def sync_all(self, which: Literal["pending", "failed"] = "pending") -> SyncReport:
@@ -345,7 +374,9 @@ class SyncEngine:
                     self.identities.mark_synced(
                         claim, found.external_id, payload_hash=digest, metadata={**metadata, **found.metadata}
                     )
-                    return StepResult(step, SyncStatus.SYNCED, "reconciled", found.external_id)
+                    return StepResult(
+                        step, SyncStatus.SYNCED, "reconciled", found.external_id, attempts=claim.attempt
+                    )
             try:
                 outcome = self.adapter.execute(ctx, payload)
             except OutcomeUnknown as exc:
@@ -363,7 +394,7 @@ class SyncEngine:
             action = {"link": "linked", "lookup": "found", "submit": "submitted"}.get(
                 ctx.step.capability, "created"
             )
-            return StepResult(step, SyncStatus.SYNCED, action, outcome.external_id)
+            return StepResult(step, SyncStatus.SYNCED, action, outcome.external_id, attempts=claim.attempt)
         except LeaseLost as exc:
             return StepResult(step, "syncing", "busy", error=str(exc))
         finally:
@@ -376,7 +407,9 @@ class SyncEngine:
         try:
             payload = self.adapter.build_payload(ctx)
         except MissingExternalId:
-            return StepResult(step, identity.sync_status, "unchanged", external_id)
+            return StepResult(
+                step, identity.sync_status, "unchanged", external_id, attempts=identity.attempt_count
+            )
         digest = payload_hash(payload)
         if (
             digest is None
@@ -384,9 +417,23 @@ class SyncEngine:
             or digest == identity.payload_hash
             or external_id is None
         ):
-            return StepResult(step, identity.sync_status, "unchanged", external_id, identity.last_sync_error)
+            return StepResult(
+                step,
+                identity.sync_status,
+                "unchanged",
+                external_id,
+                identity.last_sync_error,
+                identity.attempt_count,
+            )
         if blocked:  # the changed record does not validate: do not push it
-            return StepResult(step, identity.sync_status, "unchanged", external_id, identity.last_sync_error)
+            return StepResult(
+                step,
+                identity.sync_status,
+                "unchanged",
+                external_id,
+                identity.last_sync_error,
+                identity.attempt_count,
+            )
         claim = self.identities.mark_syncing(identity.id, self.holder)
         if claim is None:
             return StepResult(
@@ -614,7 +661,9 @@ class SyncEngine:
         message = self._redact(message)
         self.identities.mark_error(claim, message, outcome_unknown=unknown)
         status = SyncStatus.UNKNOWN if unknown else SyncStatus.ERROR
-        return StepResult(ctx.step.external_entity_type, status, "failed", claim.external_id, message)
+        return StepResult(
+            ctx.step.external_entity_type, status, "failed", claim.external_id, message, claim.attempt
+        )
 
     def _explain(self, ctx: StepContext, exc: RegistryError, *, reconciling: bool = False) -> str:
         """The stored message: which entity, what the registry said, what to do next."""

@@ -131,17 +131,34 @@ class IsometricAdapter(RegistryAdapter):
         "credit_batch": frozenset({"status", "submitted_at", "credits_issued_at", "verifier"}),
     }
 
-    def __init__(self, client: IsometricClient, *, template_id: str, limits: Limits | None = None) -> None:
-        self.client = client
-        self.project_id = client.project_id
+    def __init__(
+        self,
+        client: IsometricClient | None,
+        *,
+        template_id: str,
+        project_id: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        # Without a client the adapter still answers what needs no call: readiness, parents, validation.
+        self._client = client
+        self.project_id = client.project_id if client is not None else (project_id or "")
         self.template_id = template_id
         self.limits = limits or Limits()
         # One listing pass settles many unknown outcomes: {resource: (started_at, {reference: id})}.
         self._listings: dict[str, tuple[datetime, dict[str, str]]] = {}
         self._listing_lock = threading.Lock()
 
+    @property
+    def client(self) -> IsometricClient:
+        if self._client is None:
+            raise RuntimeError(
+                "this Isometric adapter was built without a client: it cannot call the registry"
+            )
+        return self._client
+
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     # -- what and when ------------------------------------------------------------------------------
 

@@ -1,0 +1,229 @@
+"""Sensors: one per local entity type. Each tick reads the records changed since its cursor
+(updated_at, id), keeps those some registry considers ready (the trigger table), adds their partitions,
+and requests runs that cover them in batches (a contiguous range of new partitions per run).
+
+A record whose parents are still on their way to the registry waits (the cursor stops before it), so
+children are not sent before their parents; a record whose parent failed is sent anyway and fails with
+a message naming the parent. Run keys carry the record versions: a version is never requested twice,
+and a changed record (new updated_at) comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import and_, or_, select
+
+from dmrv_sync.db.models import ENTITY_MODELS
+from dmrv_sync.db.session import get_session_factory
+from dmrv_sync.db.sync_state import RegistryIdentity, SyncStatus
+from dmrv_sync.orchestration.assets import assets_for_entity_type
+from dmrv_sync.orchestration.partitions import ENTITY_PARTITIONS
+from dmrv_sync.orchestration.resources import DmrvDatabase
+from dmrv_sync.registries.catalog import REGISTRY_ENTITIES, build_rules
+from dmrv_sync.settings import get_settings
+from dmrv_sync.sync.adapter import RegistryAdapter
+
+DEFAULT_RECORDS_PER_TICK = int(os.environ.get("DMRV_SENSOR_RECORDS_PER_TICK", "300"))
+PARTITIONS_PER_RUN = int(os.environ.get("DMRV_PARTITIONS_PER_RUN", "500"))
+SENSOR_INTERVAL_SECONDS = int(os.environ.get("DMRV_SENSOR_INTERVAL_SECONDS", "30"))
+# A child waits for parents on their way to the registry at most this long, then goes (and fails
+# with a message naming the parent) rather than holding every later record back.
+MAX_PARENT_WAIT = timedelta(minutes=10)
+# Changed records are re-run in ranges of existing partitions; unchanged ones inside a range are cheap.
+MAX_RANGE_GAP = 50
+
+
+@dataclass(frozen=True)
+class Position:
+    updated_at: datetime
+    entity_id: str
+
+    def dump(self) -> str:
+        return json.dumps({"updated_at": self.updated_at.isoformat(), "id": self.entity_id})
+
+    @classmethod
+    def load(cls, cursor: str | None) -> Position | None:
+        if not cursor:
+            return None
+        raw = json.loads(cursor)
+        return cls(datetime.fromisoformat(raw["updated_at"]), raw["id"])
+
+
+def changed_records(session: Any, entity_type: str, after: Position | None, limit: int) -> list[Any]:
+    """Records changed after the cursor, oldest first; uses the (updated_at, id) index."""
+    model = ENTITY_MODELS[entity_type]
+    query = select(model).order_by(model.updated_at, model.id).limit(limit)
+    if after is not None:
+        key = uuid.UUID(after.entity_id)
+        query = query.where(
+            or_(
+                model.updated_at > after.updated_at,
+                and_(model.updated_at == after.updated_at, model.id > key),
+            )
+        )
+    return list(session.scalars(query))
+
+
+class ParentGate:
+    """Whether a record's parents are settled in every registry (synced, failed, or not going yet)."""
+
+    def __init__(self, session: Any, adapters: list[RegistryAdapter]) -> None:
+        self.session = session
+        self.adapters = adapters
+        self._settled: dict[tuple[str, str, str], bool] = {}
+
+    def waiting_for(self, entity_type: str, record: Any) -> str | None:
+        for adapter in self.adapters:
+            for parent in adapter.parents(entity_type, record):
+                if not self._parent_settled(adapter, parent.entity_type, parent.entity_id):
+                    return f"{parent.entity_type} {parent.entity_id}"
+        return None
+
+    def _parent_settled(self, adapter: RegistryAdapter, entity_type: str, entity_id: str) -> bool:
+        key = (adapter.name, entity_type, entity_id)
+        if key not in self._settled:
+            self._settled[key] = self._compute(adapter, entity_type, entity_id)
+        return self._settled[key]
+
+    def _compute(self, adapter: RegistryAdapter, entity_type: str, entity_id: str) -> bool:
+        rows = self.session.scalars(
+            select(RegistryIdentity).where(
+                RegistryIdentity.entity_type == entity_type,
+                RegistryIdentity.entity_id == entity_id,
+                RegistryIdentity.registry_name == adapter.name,
+            )
+        ).all()
+        statuses = {r.external_entity_type: r.sync_status for r in rows}
+        steps = adapter.entities[entity_type].external_types
+        if all(statuses.get(s) in (SyncStatus.SYNCED, SyncStatus.DRIFTED) for s in steps):
+            return True
+        if any(status in (SyncStatus.ERROR, SyncStatus.UNKNOWN) for status in statuses.values()):
+            return True  # failed: the child goes and fails with a message naming it
+        parent = self.session.get(ENTITY_MODELS[entity_type], uuid.UUID(entity_id))
+        return parent is None or not adapter.is_ready(entity_type, parent)  # not going yet: don't wait
+
+
+def plan_tick(
+    entity_type: str,
+    cursor: str | None,
+    database_url: str,
+    has_partition: Any,
+    all_partitions: Any,
+    *,
+    limit: int = DEFAULT_RECORDS_PER_TICK,
+    now: datetime | None = None,
+) -> tuple[list[str], list[list[str]], str | None, dict[str, Any]]:
+    """(new partition keys, runs as lists of keys (contiguous ranges), new cursor, tick facts)."""
+    now = now or datetime.now(UTC)
+    settings = get_settings().model_copy(update={"dmrv_database_url": database_url})
+    adapters = [
+        build_rules(name, settings)
+        for name, entities in REGISTRY_ENTITIES.items()
+        if entity_type in entities
+    ]
+    position = Position.load(cursor)
+    accepted: list[str] = []
+    waiting: str | None = None
+    try:
+        with get_session_factory(database_url)() as session:
+            records = changed_records(session, entity_type, position, limit)
+            gate = ParentGate(session, adapters)
+            for record in records:
+                if any(adapter.is_ready(entity_type, record) for adapter in adapters):
+                    blocker = gate.waiting_for(entity_type, record)
+                    if blocker is not None and record.updated_at > now - MAX_PARENT_WAIT:
+                        waiting = f"{entity_type} {record.id} waits for its parent {blocker}"
+                        break
+                    accepted.append(str(record.id))
+                position = Position(record.updated_at, str(record.id))
+    finally:
+        for adapter in adapters:
+            adapter.close()
+    new_keys = [k for k in dict.fromkeys(accepted) if not has_partition(k)]
+    changed = [k for k in dict.fromkeys(accepted) if k not in set(new_keys)]
+    runs = [new_keys[i : i + PARTITIONS_PER_RUN] for i in range(0, len(new_keys), PARTITIONS_PER_RUN)]
+    if changed:
+        runs += _ranges(changed, all_partitions())
+    facts = {"records": len(accepted), "new": len(new_keys), "changed": len(changed), "waiting": waiting}
+    return new_keys, runs, position.dump() if position else cursor, facts
+
+
+def _ranges(keys: list[str], ordered: list[str]) -> list[list[str]]:
+    """Changed keys grouped into contiguous ranges of the partition order (small gaps bridged)."""
+    index = {k: i for i, k in enumerate(ordered)}
+    positions = sorted(index[k] for k in keys if k in index)
+    ranges: list[list[str]] = []
+    start = previous = None
+    for pos in positions:
+        if start is None:
+            start = previous = pos
+            continue
+        assert previous is not None
+        if pos - previous > MAX_RANGE_GAP or pos - start >= PARTITIONS_PER_RUN:
+            ranges.append(ordered[start : previous + 1])
+            start = pos
+        previous = pos
+    if start is not None and previous is not None:
+        ranges.append(ordered[start : previous + 1])
+    return ranges
+
+
+def range_run_request(entity_type: str, keys: list[str], version: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=f"{entity_type}:{keys[0]}:{keys[-1]}:{len(keys)}@{version}",
+        asset_selection=assets_for_entity_type(entity_type),
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+            "dmrv/entity_type": entity_type,
+            "dmrv/entities": str(len(keys)),
+        },
+    )
+
+
+def build_entity_sensor(entity_type: str) -> dg.SensorDefinition:
+    partitions = ENTITY_PARTITIONS[entity_type]
+
+    @dg.sensor(
+        name=f"{entity_type}_sensor",
+        description=f"Pushes {entity_type} records that are ready for the registry (runs over ranges of partitions).",
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        target=assets_for_entity_type(entity_type),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def entity_sensor(
+        context: dg.SensorEvaluationContext, dmrv_database: DmrvDatabase
+    ) -> dg.SensorResult | dg.SkipReason:
+        database = dmrv_database
+        instance = context.instance
+        new_keys, runs, cursor, facts = plan_tick(
+            entity_type,
+            context.cursor,
+            database.database_url(),
+            has_partition=lambda key: instance.has_dynamic_partition(entity_type, key),
+            all_partitions=lambda: instance.get_dynamic_partitions(entity_type),
+        )
+        if facts["waiting"]:
+            context.log.info(facts["waiting"])
+        if not runs:
+            return dg.SkipReason(facts["waiting"] or f"no {entity_type} record ready since the last tick")
+        version = cursor or ""
+        return dg.SensorResult(
+            run_requests=[range_run_request(entity_type, keys, version) for keys in runs],
+            dynamic_partitions_requests=[partitions.build_add_request(new_keys)] if new_keys else [],
+            cursor=cursor,
+        )
+
+    return entity_sensor
+
+
+def build_entity_sensors() -> list[dg.SensorDefinition]:
+    entity_types = {t for entities in REGISTRY_ENTITIES.values() for t in entities}
+    return [build_entity_sensor(t) for t in ENTITY_PARTITIONS if t in entity_types]
