@@ -101,29 +101,72 @@ def status(as_json: bool) -> None:
 
 
 @main.command(
-    "up", help="Start on the embedded defaults: migrate, seed demo data on first start, show status."
+    "up",
+    help="Start everything on the embedded defaults: the local registry emulator, the SQLite database "
+    "with demo data, and Dagster (UI and daemon, sensors on). Ctrl-C stops it all.",
 )
 @click.option(
     "--scale", type=click.IntRange(min=1), default=200, show_default=True, help="Demo applications."
 )
-def up(scale: int) -> None:
+@click.option("--emulator-port", type=int, default=8765, show_default=True)
+@click.option("--dagster-port", type=int, default=3000, show_default=True)
+@click.option(
+    "--auto-verify-after",
+    type=float,
+    default=90,
+    show_default=True,
+    help="Seconds after which the emulator verifies a submitted GHG statement (and issues its credits).",
+)
+def up(scale: int, emulator_port: int, dagster_port: int, auto_verify_after: float) -> None:
+    import signal as signals
+
     from sqlalchemy import func, select
 
     from dmrv_sync.db.migrate import upgrade
     from dmrv_sync.db.models import Facility
     from dmrv_sync.db.session import get_session_factory
+    from dmrv_sync.demo.link import link_demo
+    from dmrv_sync.local_stack import LocalStack, StackError
 
-    url = _database_url()
-    upgrade(url)
-    click.echo(f"database: {_display_url(url)} (schema up to date)")
-    sessions = get_session_factory(url)
-    with sessions() as session:
-        has_data = bool(session.scalar(select(func.count()).select_from(Facility)))
-    if has_data:
-        click.echo("demo data: already seeded")
-    else:
-        click.get_current_context().invoke(demo_seed, scale=scale, random_seed=42)
-    click.get_current_context().invoke(status, as_json=False)
+    settings = get_settings()
+    stack = LocalStack(
+        settings,
+        emulator_port=emulator_port,
+        dagster_port=dagster_port,
+        auto_verify_after=auto_verify_after,
+    )
+    # SIGTERM (CI, process managers) stops the stack the same way Ctrl-C does.
+    signals.signal(signals.SIGTERM, _interrupt)
+    try:
+        emulator_url = stack.start_emulator()
+        click.echo(f"registry emulator: {emulator_url} (state in {stack.data_dir / 'emulator.sqlite3'})")
+        env = stack.environment(emulator_url)
+        settings = settings.model_copy(update={"isometric_base_url": emulator_url})
+        url = settings.database_url
+        upgrade(url)
+        click.echo(f"database: {_display_url(url)} (schema up to date)")
+        with get_session_factory(url)() as session:
+            has_data = bool(session.scalar(select(func.count()).select_from(Facility)))
+        if has_data:
+            click.echo("demo data: already seeded")
+        else:
+            click.get_current_context().invoke(demo_seed, scale=scale, random_seed=42)
+        link_demo(settings)
+        click.echo("demo facilities linked and feedstock types created in the emulator")
+        dagster = stack.start_dagster(env)
+        click.echo(
+            f"Dagster: http://127.0.0.1:{dagster_port} (sensors push records every "
+            f"{env['DMRV_SENSOR_INTERVAL_SECONDS']} s; `dmrv-sync status` shows progress). Ctrl-C stops everything."
+        )
+        dagster.wait()
+        raise click.ClickException(f"dagster dev exited with code {dagster.returncode}")
+    except KeyboardInterrupt:
+        click.echo("stopping ...")
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        stack.stop()
+        click.echo("stopped: emulator and Dagster are down")
 
 
 @main.group(help="Send records to the registry.")
@@ -241,6 +284,10 @@ def demo_link() -> None:
         raise click.ClickException(str(exc)) from None
     for line in done:
         click.echo(line)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _require_schema() -> None:
