@@ -135,7 +135,9 @@ def up(scale: int, emulator_port: int, dagster_port: int, auto_verify_after: flo
         dagster_port=dagster_port,
         auto_verify_after=auto_verify_after,
     )
-    # SIGTERM (CI, process managers) stops the stack the same way Ctrl-C does.
+    # Ctrl-C, and SIGTERM from CI or a process manager, stop the stack the same way (installed
+    # explicitly: a shell may start background jobs with SIGINT ignored).
+    signals.signal(signals.SIGINT, _interrupt)
     signals.signal(signals.SIGTERM, _interrupt)
     try:
         emulator_url = stack.start_emulator()
