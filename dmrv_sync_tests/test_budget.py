@@ -243,3 +243,22 @@ def test_first_use_races_create_one_row(db_url: str) -> None:
     assert_spaced(slots, 0.2)
     with get_session_factory(db_url)() as session:
         assert len(session.scalars(select(RequestBudgetRow)).all()) == 1
+
+
+def test_a_sleeper_woken_too_late_gives_its_slot_up_and_queues_again() -> None:
+    """A stalled process must not send closer than 1/rate to the next, already reserved slot."""
+    now = [100.0]
+    stalls = [0.030]  # the first wake-up comes 30 ms late; later ones on time
+
+    def clock() -> float:
+        return now[0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + (stalls.pop(0) if stalls else 0.0)
+
+    budget = LocalBudget(10, clock=clock, sleep=sleep, jitter_allowance=0.004)
+    budget.acquire()  # the first slot is "now": no sleep, on time
+    sent_first = now[0]
+    budget.acquire()  # reserves 100.104, wakes at 100.134: late, so it takes 100.208 instead
+    assert now[0] - sent_first >= 2 * budget.interval - 1e-9
+    assert now[0] == pytest.approx(100.208)

@@ -2,22 +2,33 @@
 
 - the rename is applied to the spec the way README's table says;
 - every endpoint the client can call exists in the spec, and the models' fields match the spec's schemas;
-- a full run against the emulator, recorded, sends only valid requests, gets only valid answers, and
-  exercises every endpoint the client knows.
+- a full run against the emulator, checked by the autouse contract guard, sends only valid requests,
+  gets only valid answers, and exercises every endpoint the client knows;
+- the guard itself: it catches bad bodies, bad query strings and bad answers from a real server, leaves
+  MockTransport fakes alone, honours `contract_exempt`, and fails the test that broke the contract.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from pydantic import BaseModel
 
-from dmrv_sync.registries.isometric import ENDPOINTS, models
+from dmrv_sync.registries.budget import UnlimitedBudget
+from dmrv_sync.registries.errors import UnexpectedResponse, ValidationRejected
+from dmrv_sync.registries.isometric import ENDPOINTS, IsometricClient, models
+from dmrv_sync.settings import Settings
 from dmrv_sync_tests import contract as contract_module
 from dmrv_sync_tests.contract import SCHEMA_ALIASES, Contract, ContractViolation, load_contract
-from dmrv_sync_tests.fixtures.contract import ContractRecorder
-from dmrv_sync_tests.fixtures.emulator import RunningEmulator
+from dmrv_sync_tests.fixtures.contract import ContractGuard
+from dmrv_sync_tests.fixtures.emulator import RunningEmulator, ghg_entry_body
 from dmrv_sync_tests.test_isometric_client_emulator import client_for, run_full_flow
 
 # Each wire model and the spec schema it mirrors.
@@ -115,18 +126,160 @@ def test_model_fields_match_the_spec_schema(contract: Contract, model: type[Base
         assert spec_fields - ours == set(), f"{model.__name__} misses spec fields: {spec_fields - ours}"
 
 
-def test_recorded_full_run_is_valid_and_covers_every_endpoint(
-    emulator: RunningEmulator, contract_recorder: ContractRecorder
+def test_full_run_under_the_guard_is_valid_and_covers_every_endpoint(
+    emulator: RunningEmulator, contract_guard: ContractGuard, contract: Contract
 ) -> None:
+    """No explicit recorder: the autouse guard checks a plain client, both directions."""
     emulator.admin.provision_feedstock_type("Wood chips", "fs-wood")
-    with client_for(emulator, contract_recorder) as client:
+    with client_for(emulator) as client:
         run_full_flow(client, client.project_id)
-    missing = ENDPOINTS - contract_recorder.exercised
+    record = contract_guard.current
+    assert record is not None and record.violations == []
+    assert record.requests_checked >= len(ENDPOINTS) and record.responses_checked == record.requests_checked
+    missing = ENDPOINTS - record.exercised
     assert not missing, f"endpoints the client has but the run never called: {sorted(missing)}"
-    unlisted = contract_recorder.exercised - ENDPOINTS
+    unlisted = record.exercised - ENDPOINTS
     assert not unlisted, f"the client called endpoints missing from ENDPOINTS: {sorted(unlisted)}"
-    assert contract_recorder.exchanges, "nothing was recorded"
-    contract_recorder.assert_valid()
+    assert contract_guard.exercised >= ENDPOINTS  # and the session-wide record has them
+
+
+def _forget_violations(guard: ContractGuard) -> list[str]:
+    """The running test's violations, removed so that the guard does not fail this test for them."""
+    assert guard.current is not None
+    found = list(guard.current.violations)
+    guard.current.violations.clear()
+    guard.current.reported = 0
+    return found
+
+
+def test_guard_catches_a_bad_request_body_and_query(
+    emulator: RunningEmulator, contract_guard: ContractGuard, contract: Contract
+) -> None:
+    with client_for(emulator) as client:
+        body = ghg_entry_body("cb-guard")
+        body["removal_template_id"] = body.pop("ghg_entry_template_id")  # the pre-rename name
+        with pytest.raises(ValidationRejected):
+            client._request("POST", "/ghg_entries", json_body=body)
+        with pytest.raises(ValidationRejected):  # the emulator enforces the maximum too
+            client._request("GET", "/production_batches", params={"first": 51, "supplier_reference_id": "x"})
+    found = _forget_violations(contract_guard)
+    assert any(
+        "POST /ghg_entries request body (CreateRemovalRequest)" in v
+        and "removal_template_id" in v
+        and "[sent: POST /mrv/v0/ghg_entries]" in v
+        for v in found
+    ), found
+    assert any("query parameter first=" in v and "maximum of 50" in v for v in found), found
+    assert any("query parameter 'supplier_reference_id': not defined by the spec" in v for v in found), found
+
+
+class _BrokenRegistry(BaseHTTPRequestHandler):
+    """A real HTTP server (not a MockTransport) whose answers break the contract."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        payload = json.dumps({"id": "ggs_1BROKEN000000001", "status": "MAYBE"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def broken_registry() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BrokenRegistry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/mrv/v0"
+    server.shutdown()
+    server.server_close()
+
+
+def _plain_client(base_url: str, **kwargs: Any) -> IsometricClient:
+    settings = Settings()
+    return IsometricClient(
+        base_url=base_url,
+        client_secret=settings.isometric_client_secret,
+        access_token=settings.isometric_access_token,
+        project_id=settings.isometric_project_id,
+        budget=UnlimitedBudget(),
+        max_attempts=1,
+        **kwargs,
+    )
+
+
+def test_guard_catches_a_bad_answer_from_a_real_server(
+    broken_registry: str, contract_guard: ContractGuard, contract: Contract
+) -> None:
+    with _plain_client(broken_registry) as client:
+        client._request("GET", "/ghg_statements/{id}", path_params={"id": "ggs_1BROKEN000000001"})
+    found = _forget_violations(contract_guard)
+    assert any("GET /ghg_statements/{id} 200 response body (GhgStatement)" in v for v in found), found
+    assert any("'MAYBE' is not one of" in v for v in found), found
+
+
+def test_guard_does_not_check_mock_transport_answers(
+    contract_guard: ContractGuard, contract: Contract
+) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"garbage": True}))
+    client = _plain_client("http://127.0.0.1:9/mrv/v0", transport=transport)
+    with client, pytest.raises(UnexpectedResponse):
+        client.get_ghg_statement("ggs_1BROKEN000000001")
+    record = contract_guard.current
+    assert record is not None and record.requests_checked == 1 and record.responses_checked == 0
+    assert record.violations == []
+
+
+@pytest.mark.contract_exempt("checks that the marker switches the guard off")
+def test_contract_exempt_switches_the_guard_off(
+    emulator: RunningEmulator, contract_guard: ContractGuard
+) -> None:
+    with client_for(emulator) as client, pytest.raises(ValidationRejected):
+        client._request("POST", "/production_batches", json_body={"kind": "biochar", "bogus": 1})
+    record = contract_guard.current
+    assert record is not None and record.exempt_reason and record.violations == []
+    assert record.requests_checked == 0
+
+
+@pytest.mark.slow
+@pytest.mark.contract_exempt("the inner pytest run's clients also pass through this session's guard")
+def test_a_violation_fails_the_test_that_caused_it(pytester: pytest.Pytester, contract: Contract) -> None:
+    pytester.makeconftest(
+        'pytest_plugins = ["dmrv_sync_tests.fixtures.emulator", "dmrv_sync_tests.fixtures.contract"]'
+    )
+    pytester.makepyfile(
+        test_inner="""
+        import pytest
+        from dmrv_sync_tests.test_isometric_client_emulator import client_for
+
+        def test_sends_a_pre_rename_field(emulator):
+            with client_for(emulator) as client:
+                client._request(
+                    "GET", "/ghg_entries", params={"removal_id": "rmv_1X"}
+                )
+
+        @pytest.mark.contract_exempt("deliberately wrong")
+        def test_exempt(emulator):
+            with client_for(emulator) as client:
+                client._request("GET", "/ghg_entries", params={"removal_id": "rmv_1X"})
+
+        def test_valid(emulator):
+            with client_for(emulator) as client:
+                client._request("GET", "/ghg_entries", params={"first": 1})
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*1 Certify contract violation(s) by an IsometricClient in test_inner.py::test_sends_a_pre_rename_field*",
+            "*GET /ghg_entries query parameter 'removal_id': not defined by the spec*",
+            "*FAILED test_inner.py::test_sends_a_pre_rename_field*",
+        ]
+    )
 
 
 def test_missing_spec_skips_outside_ci_and_fails_in_ci(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Rate = float  # a probability per request, 0..1
+_TOKEN_EPSILON = 1e-9
 
 
 class FaultScope(BaseModel):
@@ -188,20 +189,26 @@ class FaultInjector:
             fault = self._config.connection_reset
             return fault is not None and fault.applies(method, path) and self._draw(fault.rate)
 
-    def rate_limited(self, method: str, path: str) -> int | None:
+    def rate_limited(self, method: str, path: str, arrived_at: float | None = None) -> int | None:
         """None when the request may pass (a token is taken), else the Retry-After in whole seconds:
-        the time until a token is available, rounded up, at least 1 (HTTP's delta-seconds is an integer)."""
+        the time until a token is available, rounded up, at least 1 (HTTP's delta-seconds is an integer).
+
+        `arrived_at` (time.monotonic()) is when the request was read: the bucket is charged at arrival,
+        not after this thread's routing and locking, whose variable delay would otherwise shorten or
+        stretch the gap between two requests. Handler threads may reach here out of arrival order, so
+        time never runs backwards for the bucket. A token counts as whole within 1e-9 (float rounding
+        of elapsed × rate must not turn a request exactly 1/rate after the previous one into a 429)."""
         with self._lock:
             fault = self._config.rate_limit
             if fault is None or not fault.applies(method, path):
                 return None
-            now = time.monotonic()
+            now = max(self._refilled_at, time.monotonic() if arrived_at is None else arrived_at)
             self._tokens = min(
                 float(fault.burst), self._tokens + (now - self._refilled_at) * fault.rate_per_second
             )
             self._refilled_at = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
+            if self._tokens >= 1.0 - _TOKEN_EPSILON:
+                self._tokens = max(0.0, self._tokens - 1.0)
                 return None
             return max(1, math.ceil((1.0 - self._tokens) / fault.rate_per_second))
 

@@ -135,7 +135,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # --- dispatch ------------------------------------------------------------------------------
 
     def _handle(self) -> None:
-        started = time.monotonic()
+        started = self._arrived_at = time.monotonic()
         parts = urlsplit(self.path)
         query = {name: values[-1] for name, values in parse_qs(parts.query, keep_blank_values=True).items()}
         body = self._read_body()
@@ -174,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             counters.record_fault("connection_reset")
             self._close_socket(reset=True)
             return "connection reset"
-        retry_after = faults.rate_limited(method, path)
+        retry_after = faults.rate_limited(method, path, arrived_at=self._arrived_at)
         if retry_after is not None:
             counters.record_fault("rate_limit")
             too_many = Response(429, {"detail": "Too Many Requests"}, {"Retry-After": str(retry_after)})

@@ -41,7 +41,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from dmrv_sync.redaction import redact
-from dmrv_sync.registries.budget import DatabaseBudget, RequestBudget
+from dmrv_sync.registries.budget import DEFAULT_JITTER_ALLOWANCE, DatabaseBudget, RequestBudget
 from dmrv_sync.registries.errors import (
     AuthError,
     ConfigurationError,
@@ -253,6 +253,7 @@ class IsometricClient:
                 REGISTRY_NAME,
                 settings.isometric_client_secret.get_secret_value(),
                 settings.isometric_requests_per_second,
+                jitter_allowance=DEFAULT_JITTER_ALLOWANCE,
             )
         return cls(
             base_url=settings.isometric_url,
