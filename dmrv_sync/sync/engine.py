@@ -411,21 +411,9 @@ class SyncEngine:
                 step, identity.sync_status, "unchanged", external_id, attempts=identity.attempt_count
             )
         digest = payload_hash(payload)
-        if (
-            digest is None
-            or identity.payload_hash is None
-            or digest == identity.payload_hash
-            or external_id is None
-        ):
-            return StepResult(
-                step,
-                identity.sync_status,
-                "unchanged",
-                external_id,
-                identity.last_sync_error,
-                identity.attempt_count,
-            )
-        if blocked:  # the changed record does not validate: do not push it
+        unchanged = digest is None or identity.payload_hash is None or digest == identity.payload_hash
+        # A changed record that does not validate is not pushed: it stays as the registry has it.
+        if unchanged or external_id is None or blocked:
             return StepResult(
                 step,
                 identity.sync_status,
