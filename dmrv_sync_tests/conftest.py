@@ -7,6 +7,7 @@ pytest_plugins = [
     "dmrv_sync_tests.fixtures.emulator",
     "dmrv_sync_tests.fixtures.contract",
     "dmrv_sync_tests.fixtures.sync",
+    "dmrv_sync_tests.fixtures.dagster",
     "pytester",  # test_contract.py runs an inner pytest to prove a contract violation fails its test
 ]
 
