@@ -5,12 +5,13 @@ Secrets are `SecretStr`: their repr and str are masked, so printing the settings
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ISOMETRIC_BASE_URLS: dict[str, str] = {
     "sandbox": "https://api.sandbox.isometric.com/mrv/v0",
@@ -23,6 +24,17 @@ DEMO_CLIENT_SECRET = "demo-client-secret"
 DEMO_ACCESS_TOKEN = "demo-access-token"
 DEMO_PROJECT_ID = "prj_1DEMOPROJECT0001"
 DEMO_GHG_ENTRY_TEMPLATE_ID = "rvt_1DEMOTEMPLATE001"
+
+# What dmrv-sync measures per credit batch and sends as datapoints: the names ISOMETRIC_TEMPLATE_INPUTS
+# maps the template's inputs to. applied_biochar_mass: the summed applied_mass_kg of the batch's applied
+# applications, in t; organic_carbon_fraction: their production runs' organic carbon fraction, weighted by
+# applied mass.
+MONITORED_VALUES = ("applied_biochar_mass", "organic_carbon_fraction")
+# The demo template's inputs (the emulator provisions them with rvt_1DEMOTEMPLATE001).
+DEMO_TEMPLATE_INPUTS: dict[str, dict[str, str]] = {
+    "rtc_1DEMOCOMPONENT01": {"biochar_mass_applied": "applied_biochar_mass"},
+    "rtc_1DEMOCOMPONENT02": {"organic_carbon_fraction": "organic_carbon_fraction"},
+}
 
 
 class Settings(BaseSettings):
@@ -47,6 +59,12 @@ class Settings(BaseSettings):
         default=DEMO_GHG_ENTRY_TEMPLATE_ID,
         description="The GHG entry template (rvt_...) that credit batches are filed under.",
     )
+    # NoDecode: parsed by the validator below, so a bad value gets an error that names the variable.
+    isometric_template_inputs: Annotated[dict[str, dict[str, str]], NoDecode] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEMO_TEMPLATE_INPUTS.items()},
+        description='JSON {"<component id>": {"<input key>": "<monitored value>"}}: what each template input '
+        "of a GHG entry gets.",
+    )
     isometric_requests_per_second: float = Field(
         default=2.0, gt=0, description="Request budget shared by every process using this credential."
     )
@@ -67,6 +85,38 @@ class Settings(BaseSettings):
     def _project_prefix(cls, value: str) -> str:
         if not value.startswith("prj_"):
             raise ValueError(f"ISOMETRIC_PROJECT_ID must start with 'prj_' (got {value!r})")
+        return value
+
+    @field_validator("isometric_template_inputs", mode="before")
+    @classmethod
+    def _template_inputs_json(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"ISOMETRIC_TEMPLATE_INPUTS is not valid JSON ({exc}); expected "
+                '{"<component id>": {"<input key>": "<monitored value>"}}'
+            ) from None
+
+    @field_validator("isometric_template_inputs")
+    @classmethod
+    def _template_inputs_known(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        unknown = [
+            f"{component_id}.{input_key} = {name!r}"
+            for component_id, inputs in value.items()
+            for input_key, name in inputs.items()
+            if name not in MONITORED_VALUES
+        ]
+        if unknown:
+            raise ValueError(
+                f"ISOMETRIC_TEMPLATE_INPUTS names unknown monitored values: {'; '.join(unknown)} "
+                f"(known: {', '.join(MONITORED_VALUES)})"
+            )
+        empty = [component_id for component_id, inputs in value.items() if not inputs]
+        if empty:
+            raise ValueError(f"ISOMETRIC_TEMPLATE_INPUTS: component {', '.join(empty)} maps no inputs")
         return value
 
     @property

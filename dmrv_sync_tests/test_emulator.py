@@ -173,8 +173,9 @@ def test_references_are_checked(emulator_process: RunningEmulator, feedstock_typ
         detail = assert_spec_422(api.post("/ghg_entries", json=entry))
         assert locs(detail) == [["body", "ghg_entry_template_id"]]
 
-        entry = ghg_entry_body("cb-1")
-        entry["ghg_entry_template_components"][0]["ghg_entry_template_component_id"] = "rtc_1UNKNOWN00000000"
+        entry = ghg_entry_body(
+            "cb-1", components=[{"ghg_entry_template_component_id": "rtc_1UNKNOWN00000000", "inputs": []}]
+        )
         detail = assert_spec_422(api.post("/ghg_entries", json=entry))
         assert locs(detail) == [
             ["body", "ghg_entry_template_components", 0, "ghg_entry_template_component_id"]

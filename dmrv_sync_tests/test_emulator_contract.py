@@ -16,12 +16,15 @@ from dmrv_sync_tests.fixtures.contract import response_violations
 from dmrv_sync_tests.fixtures.emulator import (
     RunningEmulator,
     assert_spec_422,
+    datapoint_body,
+    demo_components,
     ghg_entry_body,
     locs,
     production_batch_body,
 )
 
 PROJECT_ID = Settings().isometric_project_id
+TEMPLATE_ID = Settings().isometric_ghg_entry_template_id
 EXAMPLE_CONFIG = Path(__file__).parents[1] / "dmrv_sync" / "emulator" / "example_config.json"
 
 
@@ -117,7 +120,21 @@ def test_every_answer_matches_the_spec(emulator: RunningEmulator) -> None:
     api.delete(f"/production_batches/{batch['id']}")  # 422: used by the application
     api.delete(f"/biochar_applications/{application['id']}")
 
-    entry = api.post("/ghg_entries", json=ghg_entry_body("cb-1")).json()
+    mass = api.post("/datapoints", json=datapoint_body("dp-mass", 12.0, "t")).json()
+    fraction = api.post("/datapoints", json=datapoint_body("dp-fraction", 0.8, None)).json()
+    api.post("/datapoints", json={**datapoint_body("dp-bad", 1), "source_ids": ["src_1UNKNOWN00000000"]})
+    api.get("/datapoints", params={"supplier_reference_id": "dp-mass"})
+    api.get(f"/datapoints/{mass['id']}")
+    api.patch(
+        f"/datapoints/{fraction['id']}", json={"quantity": {"magnitude": 0.75, "unit": "dimensionless"}}
+    )
+    templates = f"/projects/{PROJECT_ID}/ghg_entry_templates"
+    api.get(templates)
+    api.get(f"{templates}/{TEMPLATE_ID}")
+
+    entry = api.post(
+        "/ghg_entries", json=ghg_entry_body("cb-1", components=demo_components(mass["id"], fraction["id"]))
+    ).json()
     spare_entry = api.post("/ghg_entries", json=ghg_entry_body("cb-2", completed_on="2026-05-31")).json()
     api.get("/ghg_entries", params={"supplier_reference_id": "cb-1"})
     api.get(f"/ghg_entries/{entry['id']}")
@@ -140,6 +157,8 @@ def test_every_answer_matches_the_spec(emulator: RunningEmulator) -> None:
     )
     emulator.admin.set_statement_status(statement["id"], "CREDITS_ISSUED")
     api.get(f"/ghg_statements/{statement['id']}")
+    assert api.get(f"/datapoints/{mass['id']}").json()["locked_status"] == "locked_used_in_verified_removal"
+    api.patch(f"/datapoints/{mass['id']}", json={"description": "late fix"})  # 422: locked
 
     covered = recorder.check()
     assert emulator.server is not None
@@ -260,3 +279,96 @@ def test_default_provisioning_matches_the_settings(emulator: RunningEmulator) ->
     assert [t["id"] for t in provisioned["ghg_entry_templates"]] == [settings.isometric_ghg_entry_template_id]
     assert [f["id"] for f in provisioned["facilities"]] == [f"fcl_1DEMOFACILITY00{n}" for n in range(1, 6)]
     assert provisioned["feedstock_types"] == []
+
+
+# --- datapoints and GHG entry templates -------------------------------------------------------------
+
+
+def test_ghg_entry_template_lists_its_components_and_inputs(emulator: RunningEmulator) -> None:
+    recorder = AnswerRecorder(emulator)
+    path = f"/projects/{PROJECT_ID}/ghg_entry_templates"
+    template = recorder.client.get(f"{path}/{TEMPLATE_ID}").json()
+    listed = recorder.client.get(path).json()
+    recorder.check()
+    assert listed["nodes"] == [template] and listed["total_count"] == 1
+    inputs = {
+        (component["id"], i["input_key"]): (i["quantity_kind"], i["type"], i["datapoint_id"])
+        for group in template["groups"]
+        for component in group["components"]
+        for i in component["inputs"]
+    }
+    assert inputs == {
+        ("rtc_1DEMOCOMPONENT01", "biochar_mass_applied"): ("mass", "monitored", None),
+        ("rtc_1DEMOCOMPONENT02", "organic_carbon_fraction"): ("mass_fraction", "monitored", None),
+    }
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        assert api.get(f"{path}/rvt_1UNKNOWN00000000").status_code == 404
+
+
+def test_ghg_entry_inputs_are_checked_against_the_template(emulator: RunningEmulator) -> None:
+    recorder = AnswerRecorder(emulator)
+    api = recorder.client
+    mass = api.post("/datapoints", json=datapoint_body("dp-mass", 12.0, "t")).json()
+    fraction = api.post("/datapoints", json=datapoint_body("dp-fraction", 0.8, "dimensionless")).json()
+
+    unknown_component = demo_components(mass["id"], fraction["id"])
+    unknown_component[1]["ghg_entry_template_component_id"] = "rtc_1UNKNOWN00000000"
+    detail = assert_spec_422(
+        api.post("/ghg_entries", json=ghg_entry_body("cb-1", components=unknown_component))
+    )
+    assert locs(detail) == [["body", "ghg_entry_template_components", 1, "ghg_entry_template_component_id"]]
+    assert TEMPLATE_ID in detail[0]["msg"]
+
+    unknown_input = demo_components(mass["id"], fraction["id"])
+    unknown_input[0]["inputs"][0]["input_key"] = "biochar_mass"
+    detail = assert_spec_422(api.post("/ghg_entries", json=ghg_entry_body("cb-1", components=unknown_input)))
+    assert locs(detail) == [["body", "ghg_entry_template_components", 0, "inputs", 0, "input_key"]]
+    assert "biochar_mass_applied" in detail[0]["msg"], "the message lists the component's inputs"
+
+    unknown_datapoint = demo_components("dtp_1UNKNOWN00000000", fraction["id"])
+    detail = assert_spec_422(
+        api.post("/ghg_entries", json=ghg_entry_body("cb-1", components=unknown_datapoint))
+    )
+    assert locs(detail) == [["body", "ghg_entry_template_components", 0, "inputs", 0, "datapoint_id"]]
+    assert "dtp_1UNKNOWN00000000" in detail[0]["msg"]
+
+    swapped = demo_components(fraction["id"], mass["id"])  # a fraction where a mass belongs, and back
+    detail = assert_spec_422(api.post("/ghg_entries", json=ghg_entry_body("cb-1", components=swapped)))
+    assert len(detail) == 2 and "not a unit of mass" in detail[0]["msg"]
+
+    assert api.get("/ghg_entries").json()["total_count"] == 0
+    recorder.check()
+
+
+def test_ghg_entry_co2e_comes_from_its_datapoints(emulator: RunningEmulator) -> None:
+    recorder = AnswerRecorder(emulator)
+    api = recorder.client
+    mass = api.post("/datapoints", json=datapoint_body("dp-mass", 12.0, "t")).json()
+    fraction = api.post("/datapoints", json=datapoint_body("dp-fraction", 0.8, "dimensionless")).json()
+    entry = api.post(
+        "/ghg_entries", json=ghg_entry_body("cb-1", components=demo_components(mass["id"], fraction["id"]))
+    ).json()
+    # 12 t x 0.8 x 44/12 = 35,200 kg CO2e; the demo template discounts 5 %.
+    assert entry["co2e_net_removed_without_discount_kg"] == 35200.0
+    assert entry["co2e_net_removed_kg"] == 33440.0
+    without_inputs = api.post("/ghg_entries", json=ghg_entry_body("cb-2", completed_on="2026-02-28")).json()
+    assert without_inputs["co2e_net_removed_without_discount_kg"] == 1000.0  # the template's fixed figure
+
+    patched = api.patch(f"/datapoints/{fraction['id']}", json={"quantity": {"magnitude": 0.75, "unit": "%"}})
+    assert patched.json()["quantity"] == {"magnitude": 0.75, "unit": "%", "standard_deviation": None}
+    recalculated = api.get(f"/ghg_entries/{entry['id']}").json()
+    assert recalculated["co2e_net_removed_without_discount_kg"] == 330.0  # 12 t x 0.75 % x 44/12
+    by_reference = api.get("/datapoints", params={"supplier_reference_id": "dp-mass"}).json()
+    assert [n["id"] for n in by_reference["nodes"]] == [mass["id"]]
+    assert api.get("/datapoints", params={"first": 1}).json()["page_info"]["has_next_page"]
+    recorder.check()
+    stats = emulator.admin.stats()
+    assert stats["objects"]["datapoints"] == 2
+    assert stats["requests"]["creates_succeeded"]["datapoints"] == 2
+
+
+def test_a_reused_datapoint_reference_is_counted_as_a_duplicate(emulator: RunningEmulator) -> None:
+    with httpx.Client(base_url=emulator.base_url, headers=emulator.auth_headers) as api:
+        for _ in range(2):
+            assert api.post("/datapoints", json=datapoint_body("dp-twice", 1.0)).status_code == 200
+    assert emulator.admin.stats()["duplicate_supplier_reference_ids"]["datapoints"] == 1

@@ -22,16 +22,20 @@ from dmrv_sync.registries.budget import LocalBudget, UnlimitedBudget
 from dmrv_sync.registries.errors import AuthError, NotFound, OutcomeUnknown, RegistryError, ValidationRejected
 from dmrv_sync.registries.isometric import (
     CreateBiocharApplicationRequest,
+    CreateComponentScalarInput,
+    CreateDatapointRequest,
     CreateGhgEntryRequest,
     CreateGhgStatementRequest,
     CreateProductionBatchRequest,
     CreateStorageLocationRequest,
+    DatapointType,
     GhgEntryTemplateComponentInputs,
     IsometricClient,
     ProductionBatch,
     ScalarQuantity,
     StorageMethod,
     SubmitGhgStatementRequest,
+    UpdateDatapointRequest,
     UpdateStorageLocationRequest,
 )
 from dmrv_sync.settings import DEMO_GHG_ENTRY_TEMPLATE_ID, Settings
@@ -120,6 +124,25 @@ def run_full_flow(client: IsometricClient, project_id: str) -> dict[str, Any]:
         )
     )
     assert client.get_biochar_application(application.id).storage_location_id == location.id
+    template = client.get_ghg_entry_template(DEMO_GHG_ENTRY_TEMPLATE_ID)
+    inputs = {(c.id, i.input_key) for c in template.components for i in c.inputs}
+    assert ("rtc_1DEMOCOMPONENT01", "biochar_mass_applied") in inputs
+    mass = client.create_datapoint(
+        CreateDatapointRequest(
+            project_id=project_id,
+            supplier_reference_id="cb-flow-1:mass",
+            display_name="Applied biochar mass",
+            type=DatapointType.REPORTED,
+            quantity=ScalarQuantity(magnitude=12, unit="t"),
+            description="Sum of applied masses",
+            source_ids=[],
+        )
+    )
+    assert client.get_datapoint(mass.id).quantity == ScalarQuantity(magnitude=12, unit="t")
+    mass = client.update_datapoint(
+        mass.id, UpdateDatapointRequest(quantity=ScalarQuantity(magnitude=12.5, unit="t"))
+    )
+    assert mass.quantity is not None and mass.quantity.magnitude == 12.5
     entry = client.create_ghg_entry(
         CreateGhgEntryRequest(
             project_id=project_id,
@@ -129,7 +152,10 @@ def run_full_flow(client: IsometricClient, project_id: str) -> dict[str, Any]:
             ghg_entry_template_id=DEMO_GHG_ENTRY_TEMPLATE_ID,
             ghg_entry_template_components=[
                 GhgEntryTemplateComponentInputs(
-                    ghg_entry_template_component_id="rtc_1DEMOCOMPONENT01", inputs=[]
+                    ghg_entry_template_component_id="rtc_1DEMOCOMPONENT01",
+                    inputs=[
+                        CreateComponentScalarInput(input_key="biochar_mass_applied", datapoint_id=mass.id)
+                    ],
                 )
             ],
         )
@@ -149,6 +175,7 @@ def run_full_flow(client: IsometricClient, project_id: str) -> dict[str, Any]:
 
     found = {
         "ghg_entries": client.find_by_supplier_reference("ghg_entries", "cb-flow-1"),
+        "datapoints": client.find_by_supplier_reference("datapoints", "cb-flow-1:mass"),
         "feedstock_types": client.find_by_supplier_reference("feedstock_types", "fs-wood"),
         "production_batches": client.find_by_supplier_reference("production_batches", "pr-flow-1"),
         "biochar_applications": client.find_by_supplier_reference("biochar_applications", "ap-flow-1"),
@@ -158,6 +185,7 @@ def run_full_flow(client: IsometricClient, project_id: str) -> dict[str, Any]:
     }
     assert {k: getattr(v, "id", None) for k, v in found.items()} == {
         "ghg_entries": entry.id,
+        "datapoints": mass.id,
         "feedstock_types": feedstock.id,
         "production_batches": batch.id,
         "biochar_applications": application.id,
@@ -200,6 +228,7 @@ def run_full_flow(client: IsometricClient, project_id: str) -> dict[str, Any]:
         "batch": batch,
         "location": location,
         "application": application,
+        "datapoint": mass,
         "entry": entry,
         "statement": statement,
     }

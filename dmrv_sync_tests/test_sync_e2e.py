@@ -21,12 +21,14 @@ from dmrv_sync_tests.fixtures.emulator import RunningEmulator
 
 pytestmark = pytest.mark.slow
 
+# Each registry resource and the external entity types (steps) whose objects it holds.
 OBJECT_TYPES = [
-    ("production_batches", "production_batch"),
-    ("storage_locations", "storage_location"),
-    ("biochar_applications", "biochar_application"),
-    ("ghg_entries", "ghg_entry"),
-    ("ghg_statements", "ghg_statement"),
+    ("production_batches", ("production_batch",)),
+    ("storage_locations", ("storage_location",)),
+    ("biochar_applications", ("biochar_application",)),
+    ("datapoints", ("datapoint_applied_biochar_mass", "datapoint_organic_carbon_fraction")),
+    ("ghg_entries", ("ghg_entry",)),
+    ("ghg_statements", ("ghg_statement",)),
 ]
 
 
@@ -77,9 +79,9 @@ def _assert_exactly_once(db_url: str, stats: dict[str, Any]) -> None:
         r for r in rows if r.sync_status == SyncStatus.ERROR and not (r.sync_metadata or {}).get("blocked")
     ]
     assert not not_blocked, [r.last_sync_error for r in not_blocked]
-    for resource, external_type in OBJECT_TYPES:
+    for resource, external_types in OBJECT_TYPES:
         synced = sum(
-            1 for r in rows if r.external_entity_type == external_type and r.sync_status == SyncStatus.SYNCED
+            1 for r in rows if r.external_entity_type in external_types and r.sync_status == SyncStatus.SYNCED
         )
         assert stats["objects"][resource] == synced, resource
 

@@ -204,14 +204,16 @@ def test_lost_responses_are_reconciled_not_resent(world: SyncWorld) -> None:
         if r.sync_status == SyncStatus.SYNCED:
             synced_per_type[r.external_entity_type] = synced_per_type.get(r.external_entity_type, 0) + 1
     objects = stats["objects"]
-    for resource, external_type in [
-        ("production_batches", "production_batch"),
-        ("storage_locations", "storage_location"),
-        ("biochar_applications", "biochar_application"),
-        ("ghg_entries", "ghg_entry"),
-        ("ghg_statements", "ghg_statement"),
+    for resource, external_types in [
+        ("production_batches", ["production_batch"]),
+        ("storage_locations", ["storage_location"]),
+        ("biochar_applications", ["biochar_application"]),
+        ("datapoints", ["datapoint_applied_biochar_mass", "datapoint_organic_carbon_fraction"]),
+        ("ghg_entries", ["ghg_entry"]),
+        ("ghg_statements", ["ghg_statement"]),
     ]:
-        assert objects[resource] == synced_per_type.get(external_type, 0), resource
+        assert objects[resource] == sum(synced_per_type.get(t, 0) for t in external_types), resource
+    assert objects["datapoints"] > 0, "credit batches got as far as their datapoints"
     reconciled = [
         e for e in _audit(world) if e.operation == "synced" and e.details and e.details.get("external_id")
     ]

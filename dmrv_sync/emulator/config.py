@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from dmrv_sync.emulator.faults import FaultConfig
-from dmrv_sync.emulator.schemas import IsometricId, SupplierReferenceId
+from dmrv_sync.emulator.schemas import ComponentInputType, IsometricId, QuantityKind, SupplierReferenceId
 from dmrv_sync.settings import Settings
 
 
@@ -35,20 +35,69 @@ class ProvisionedFeedstockType(BaseModel):
     id: IsometricId | None = None
 
 
+class ProvisionedTemplateInput(BaseModel):
+    """One input of a template component (the spec's RemovalTemplateComponentInput). `monitored` inputs
+    take a datapoint per GHG entry; `fixed` ones carry theirs in the template (`datapoint_id`)."""
+
+    input_key: str = Field(min_length=1, max_length=100)
+    display_name: str
+    quantity_kind: QuantityKind
+    type: ComponentInputType = "monitored"
+    datapoint_id: IsometricId | None = None
+
+
 class ProvisionedTemplateComponent(BaseModel):
     id: IsometricId
     name: str
+    description: str | None = None
+    blueprint_key: str = "biochar_storage"
+    inputs: list[ProvisionedTemplateInput] = Field(default_factory=list)
 
 
 class ProvisionedGhgEntryTemplate(BaseModel):
     id: IsometricId
     project_id: IsometricId
     name: str = "Biochar GHG entry template"
+    # The spec groups a template's components; the emulator keeps them in one group.
+    group_id: IsometricId = "rtg_1DEMOGROUP000001"
     components: list[ProvisionedTemplateComponent] = Field(default_factory=list)
-    # The registry computes a GHG entry's CO2e from its datapoints; the emulator has none, so every
-    # entry filed under this template reports these figures.
+    # The emulator's stand-in for the registry's calculation: when a GHG entry supplies every monitored
+    # input, its CO2e before discount = factor x the product of the inputs in base units (kg, fraction):
+    # for the demo template, applied biochar mass x organic carbon fraction x 44/12. An entry without
+    # them reports the fixed figure below.
+    co2e_factor: float = Field(default=44 / 12, gt=0)
     co2e_net_removed_without_discount_kg: float = 1000.0
     discount_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    def component(self, component_id: str) -> ProvisionedTemplateComponent | None:
+        return next((c for c in self.components if c.id == component_id), None)
+
+
+DEMO_TEMPLATE_COMPONENTS = [
+    ProvisionedTemplateComponent(
+        id="rtc_1DEMOCOMPONENT01",
+        name="Biochar carbon storage",
+        description="Biochar applied to soil in the reporting period",
+        inputs=[
+            ProvisionedTemplateInput(
+                input_key="biochar_mass_applied", display_name="Biochar mass applied", quantity_kind="mass"
+            )
+        ],
+    ),
+    ProvisionedTemplateComponent(
+        id="rtc_1DEMOCOMPONENT02",
+        name="Biochar carbon content",
+        description="Organic carbon content of the applied biochar",
+        blueprint_key="biochar_carbon_content",
+        inputs=[
+            ProvisionedTemplateInput(
+                input_key="organic_carbon_fraction",
+                display_name="Organic carbon fraction (dry basis)",
+                quantity_kind="mass_fraction",
+            )
+        ],
+    ),
+]
 
 
 def _default_projects() -> list[ProvisionedProject]:
@@ -68,10 +117,7 @@ def _default_templates() -> list[ProvisionedGhgEntryTemplate]:
         ProvisionedGhgEntryTemplate(
             id=settings.isometric_ghg_entry_template_id,
             project_id=settings.isometric_project_id,
-            components=[
-                ProvisionedTemplateComponent(id="rtc_1DEMOCOMPONENT01", name="Biochar carbon storage"),
-                ProvisionedTemplateComponent(id="rtc_1DEMOCOMPONENT02", name="Production emissions"),
-            ],
+            components=[c.model_copy(deep=True) for c in DEMO_TEMPLATE_COMPONENTS],
         )
     ]
 

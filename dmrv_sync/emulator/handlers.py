@@ -10,19 +10,26 @@ import datetime as dt
 from typing import Any
 
 from dmrv_sync.emulator.app import Request, Response, Route, Router, answer, check_id_param, paginate
-from dmrv_sync.emulator.config import Provisioning
+from dmrv_sync.emulator.config import ProvisionedGhgEntryTemplate, Provisioning
 from dmrv_sync.emulator.errors import error_item, not_found, validation_error, validation_errors
 from dmrv_sync.emulator.schemas import (
     BiocharApplication,
     CreateBiocharApplicationRequest,
+    CreateComponentScalarInput,
+    CreateDatapointRequest,
     CreateGhgEntryRequest,
     CreateGhgStatementRequest,
     CreateProductionBatchRequest,
     CreateStorageLocationRequest,
+    Datapoint,
+    DatapointListQuery,
     FeedstockType,
     GhgEntry,
+    GhgEntryTemplate,
+    GhgEntryTemplateComponentInputs,
     GhgStatement,
     PaginationQuery,
+    PatchDatapointRequest,
     PatchGhgEntryRequest,
     PatchStorageLocationRequest,
     ProductionBatch,
@@ -42,6 +49,16 @@ RENAMED_FIELDS = {
 }
 # A statement in these states is with the verifier or done: its GHG entries are locked.
 LOCKED_STATEMENT_STATES = ("AWAITING_VERIFICATION", "VERIFIED", "CREDITS_ISSUED")
+VERIFIED_STATEMENT_STATES = ("VERIFIED", "CREDITS_ISSUED")
+# The units a datapoint may carry for each quantity kind an input asks for, with the factor to the
+# kind's base unit (kg for masses, a plain fraction for fractions). A subset of the registry's library.
+_FRACTION_UNITS = {"dimensionless": 1.0, "fraction": 1.0, "%": 0.01, "percent": 0.01}
+UNITS: dict[str, dict[str, float]] = {
+    "mass": {"g": 0.001, "kg": 1.0, "t": 1000.0, "tonne": 1000.0, "Mg": 1000.0},
+    "mass_fraction": _FRACTION_UNITS,
+    "mass_fraction_dry_basis": _FRACTION_UNITS,
+    "dimensionless": _FRACTION_UNITS,
+}
 
 
 def utc_now() -> str:
@@ -71,6 +88,12 @@ class CertifyApi:
                 Route("POST", "/biochar_applications", self.create_biochar_application),
                 Route("GET", "/biochar_applications/{id}", self.get_biochar_application),
                 Route("DELETE", "/biochar_applications/{id}", self.delete_biochar_application),
+                Route("GET", "/datapoints", self.list_datapoints),
+                Route("POST", "/datapoints", self.create_datapoint),
+                Route("GET", "/datapoints/{id}", self.get_datapoint),
+                Route("PATCH", "/datapoints/{id}", self.patch_datapoint),
+                Route("GET", "/projects/{project_id}/ghg_entry_templates", self.list_ghg_entry_templates),
+                Route("GET", "/projects/{project_id}/ghg_entry_templates/{id}", self.get_ghg_entry_template),
                 Route("GET", "/ghg_entries", self.list_ghg_entries),
                 Route("POST", "/ghg_entries", self.create_ghg_entry),
                 Route("GET", "/ghg_entries/{id}", self.get_ghg_entry),
@@ -299,6 +322,138 @@ class CertifyApi:
             self.store.delete("biochar_applications", object_id)
         return Response(204)
 
+    # --- datapoints --------------------------------------------------------------------------------
+
+    def list_datapoints(self, request: Request) -> Response:
+        query = request.query_model(DatapointListQuery)
+        records = self.store.list(
+            "datapoints",
+            lambda r: (
+                (
+                    query.supplier_reference_id is None
+                    or r["supplier_reference_id"] == query.supplier_reference_id
+                )
+                and (query.project_id is None or r["project_id"] == query.project_id)
+            ),
+        )
+        return Response(200, paginate([self._with_lock(r) for r in records], query, Datapoint))
+
+    def create_datapoint(self, request: Request) -> Response:
+        body = request.body_model(CreateDatapointRequest)
+        with self.store.lock:
+            problems = []
+            unknown_project = self._unknown_project(body.project_id, ["body", "project_id"])
+            if unknown_project:
+                problems.append(unknown_project)
+            # The emulator keeps no sources: any source ID is unknown.
+            problems += [
+                error_item(["body", "source_ids", n], f"Source {s} does not exist", "value_error", s)
+                for n, s in enumerate(body.source_ids)
+            ]
+            if problems:
+                raise validation_errors(problems)
+            record = body.model_dump(mode="json")
+            # A unitless quantity is stored as "dimensionless": the Datapoint answer requires a unit.
+            record["quantity"]["unit"] = body.quantity.unit or "dimensionless"
+            record["locked_status"] = "not_locked"
+            return self._created("datapoints", Datapoint, record)
+
+    def get_datapoint(self, request: Request) -> Response:
+        object_id = check_id_param(request)
+        return answer(Datapoint, self._with_lock(self._existing("datapoints", object_id, "Datapoint")))
+
+    def patch_datapoint(self, request: Request) -> Response:
+        """Only the fields sent change. A datapoint used by an entry with the verifier (or verified) is
+        locked; otherwise the entries using it are recalculated (and their statement shows the new total
+        as pending until it is resubmitted)."""
+        object_id = check_id_param(request)
+        body = request.body_model(PatchDatapointRequest)
+        with self.store.lock:
+            datapoint = self._existing("datapoints", object_id, "Datapoint")
+            users = self._entries_using(object_id)
+            for entry in users:
+                statement = self._locking_statement(entry)
+                if statement is not None and statement["status"] in LOCKED_STATEMENT_STATES:
+                    raise validation_error(
+                        ["path", "id"],
+                        f"Datapoint {object_id} is locked: GHG entry {entry['id']} uses it and its GHG statement "
+                        f"{statement['id']} is {statement['status']}; create a new datapoint instead",
+                        "value_error",
+                        object_id,
+                    )
+            for name in body.model_fields_set:
+                value = getattr(body, name)
+                if isinstance(value, Undefined):
+                    continue
+                datapoint[name] = value if isinstance(value, str | None) else _json(value)
+            if "quantity" in body.model_fields_set and not datapoint["quantity"].get("unit"):
+                datapoint["quantity"]["unit"] = "dimensionless"
+            updated = self.store.update("datapoints", datapoint)
+            for entry in users:
+                self._calculate(entry)
+                self.store.update("ghg_entries", entry)
+                self._pend_statement_total(entry)
+            return answer(Datapoint, self._with_lock(updated))
+
+    def _entries_using(self, datapoint_id: str) -> list[dict[str, Any]]:
+        return self.store.list("ghg_entries", lambda e: datapoint_id in _datapoint_ids(e))
+
+    def _with_lock(self, datapoint: dict[str, Any]) -> dict[str, Any]:
+        """The datapoint with its locked status as of now: locked once an entry using it is verified."""
+        for entry in self._entries_using(datapoint["id"]):
+            statement = self._locking_statement(entry)
+            if statement is not None and statement["status"] in VERIFIED_STATEMENT_STATES:
+                return {**datapoint, "locked_status": "locked_used_in_verified_removal"}
+        return {**datapoint, "locked_status": "not_locked"}
+
+    # --- GHG entry templates (provisioned in the web app) ----------------------------------------
+
+    def _template_answer(self, template: ProvisionedGhgEntryTemplate) -> dict[str, Any]:
+        components = [
+            {
+                "id": c.id,
+                "display_name": c.name,
+                "description": c.description,
+                "blueprint_key": c.blueprint_key,
+                "ghg_entry_template_id": template.id,
+                "removal_template_component_group_id": template.group_id,
+                "inputs": [i.model_dump(mode="json") for i in c.inputs],
+            }
+            for c in template.components
+        ]
+        group = {
+            "id": template.group_id,
+            "key": "default",
+            "display_name": template.name,
+            "description": f"Components of {template.name}",
+            "components": components,
+        }
+        return {
+            "id": template.id,
+            "supplier_reference_id": None,
+            "display_name": template.name,
+            "project_id": template.project_id,
+            "groups": [group],
+        }
+
+    def list_ghg_entry_templates(self, request: Request) -> Response:
+        project_id = self._require_project_param(request)
+        query = request.query_model(PaginationQuery)
+        records = [
+            {**self._template_answer(t), "seq": n}
+            for n, t in enumerate(self.provisioning.ghg_entry_templates, start=1)
+            if t.project_id == project_id
+        ]
+        return Response(200, paginate(records, query, GhgEntryTemplate))
+
+    def get_ghg_entry_template(self, request: Request) -> Response:
+        project_id = self._require_project_param(request)
+        template_id = check_id_param(request)
+        template = self.provisioning.template(template_id)
+        if template is None or template.project_id != project_id:
+            raise not_found(f"GHG entry template {template_id} not found in project {project_id}")
+        return answer(GhgEntryTemplate, self._template_answer(template))
+
     # --- GHG entries -----------------------------------------------------------------------------
 
     def list_ghg_entries(self, request: Request) -> Response:
@@ -332,19 +487,30 @@ class CertifyApi:
             problems = self._ghg_entry_reference_problems(body)
             if problems:
                 raise validation_errors(problems)
-            template = (
-                self.provisioning.template(body.ghg_entry_template_id) if body.ghg_entry_template_id else None
-            )
-            without_discount = template.co2e_net_removed_without_discount_kg if template else 0.0
-            discount = template.discount_fraction if template else 0.0
             record = body.model_dump(mode="json", exclude={"steps", "process_key"})
-            record.update(
-                co2e_net_removed_without_discount_kg=without_discount,
-                co2e_net_removed_kg=round(without_discount * (1 - discount), 6),
-                co2e_net_removed_standard_deviation_kg=None,
-                ghg_statement_id=None,
-            )
+            record.update(co2e_net_removed_standard_deviation_kg=None, ghg_statement_id=None)
+            self._calculate(record)
             return self._created("ghg_entries", GhgEntry, record)
+
+    def _calculate(self, entry: dict[str, Any]) -> None:
+        """Set an entry's CO2e from its template and datapoints (config.py: ProvisionedGhgEntryTemplate)."""
+        template_id = entry.get("ghg_entry_template_id")
+        template = self.provisioning.template(template_id) if template_id else None
+        if template is None:
+            without_discount, discount = 0.0, 0.0
+        else:
+            monitored = _monitored_values(
+                template, entry.get("ghg_entry_template_components") or [], self.store
+            )
+            if monitored is None:
+                without_discount = template.co2e_net_removed_without_discount_kg
+            else:
+                without_discount = template.co2e_factor
+                for value in monitored:
+                    without_discount *= value
+            discount = template.discount_fraction
+        entry["co2e_net_removed_without_discount_kg"] = round(without_discount, 6)
+        entry["co2e_net_removed_kg"] = round(without_discount * (1 - discount), 6)
 
     def _ghg_entry_reference_problems(self, body: CreateGhgEntryRequest) -> list[dict[str, Any]]:
         problems = []
@@ -398,6 +564,62 @@ class CertifyApi:
                             component.ghg_entry_template_component_id,
                         )
                     )
+                    continue
+                problems += self._input_problems(template, component, index, body.project_id)
+        return problems
+
+    def _input_problems(
+        self,
+        template: ProvisionedGhgEntryTemplate,
+        component: GhgEntryTemplateComponentInputs,
+        index: int,
+        project_id: str,
+    ) -> list[dict[str, Any]]:
+        """Each input names a key of its component, and each datapoint exists in the project with a unit
+        that fits the input's quantity kind."""
+        problems = []
+        provisioned = template.component(component.ghg_entry_template_component_id)
+        assert provisioned is not None
+        inputs = {i.input_key: i for i in provisioned.inputs}
+        for position, given in enumerate(component.inputs):
+            loc: list[str | int] = ["body", "ghg_entry_template_components", index, "inputs", position]
+            spec_input = inputs.get(given.input_key)
+            if spec_input is None:
+                problems.append(
+                    error_item(
+                        [*loc, "input_key"],
+                        f"Input {given.input_key!r} is not an input of component {provisioned.id} "
+                        f"(its inputs: {', '.join(sorted(inputs)) or 'none'})",
+                        "value_error",
+                        given.input_key,
+                    )
+                )
+                continue
+            if isinstance(given, CreateComponentScalarInput):
+                ids: list[tuple[list[str | int], str]] = [([*loc, "datapoint_id"], given.datapoint_id)]
+            else:
+                ids = [([*loc, "datapoint_ids", n], d) for n, d in enumerate(given.datapoint_ids)]
+            for id_loc, datapoint_id in ids:
+                datapoint = self.store.get("datapoints", datapoint_id)
+                if datapoint is None or datapoint["project_id"] != project_id:
+                    problems.append(
+                        error_item(
+                            id_loc,
+                            f"Datapoint {datapoint_id} does not exist in project {project_id}",
+                            "value_error",
+                            datapoint_id,
+                        )
+                    )
+                elif datapoint["quantity"]["unit"] not in UNITS[spec_input.quantity_kind]:
+                    problems.append(
+                        error_item(
+                            id_loc,
+                            f"Datapoint {datapoint_id} is in {datapoint['quantity']['unit']!r}, which is not a "
+                            f"unit of {spec_input.quantity_kind} (input {given.input_key!r})",
+                            "value_error",
+                            datapoint_id,
+                        )
+                    )
         return problems
 
     def get_ghg_entry(self, request: Request) -> Response:
@@ -436,12 +658,17 @@ class CertifyApi:
                     )
                 entry["feedstock_type_id"] = body.feedstock_type_id
             updated = self.store.update("ghg_entries", entry)
-            if statement is not None:
-                # The entry was recalculated; its statement shows the new total until resubmitted.
-                entries = self.store.list("ghg_entries", lambda r: r["ghg_statement_id"] == statement["id"])
-                statement["pending_total_co2e_removed_kg"] = sum(e["co2e_net_removed_kg"] for e in entries)
-                self.store.update("ghg_statements", statement)
+            self._pend_statement_total(updated)
             return answer(GhgEntry, updated)
+
+    def _pend_statement_total(self, entry: dict[str, Any]) -> None:
+        """The entry was recalculated; its statement shows the new total until resubmitted."""
+        statement = self._locking_statement(entry)
+        if statement is None:
+            return
+        entries = self.store.list("ghg_entries", lambda r: r["ghg_statement_id"] == statement["id"])
+        statement["pending_total_co2e_removed_kg"] = sum(e["co2e_net_removed_kg"] for e in entries)
+        self.store.update("ghg_statements", statement)
 
     def delete_ghg_entry(self, request: Request) -> Response:
         object_id = check_id_param(request)
@@ -538,3 +765,61 @@ class CertifyApi:
                 pending_total_co2e_removed_kg=None,
             )
             return answer(GhgStatement, self.store.update("ghg_statements", statement))
+
+
+def _json(value: Any) -> Any:
+    """A request model's value as stored JSON."""
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if dump is not None else value
+
+
+def _datapoint_ids(entry: dict[str, Any]) -> set[str]:
+    ids: set[str] = set()
+    for component in entry.get("ghg_entry_template_components") or []:
+        for given in component.get("inputs", []):
+            if given.get("datapoint_id"):
+                ids.add(given["datapoint_id"])
+            ids.update(given.get("datapoint_ids") or [])
+    return ids
+
+
+def _monitored_values(
+    template: ProvisionedGhgEntryTemplate, components: list[dict[str, Any]], store: Store
+) -> list[float] | None:
+    """The value (in base units) of every monitored input of the template, as the entry supplies them
+    (a list input counts its datapoints' sum); None when one is missing."""
+    supplied: dict[tuple[str, str], float] = {}
+    for component in components:
+        for given in component.get("inputs", []):
+            ids = (
+                [given["datapoint_id"]]
+                if given.get("datapoint_id")
+                else list(given.get("datapoint_ids") or [])
+            )
+            total = 0.0
+            for datapoint_id in ids:
+                datapoint = store.get("datapoints", datapoint_id)
+                if datapoint is None:
+                    return None
+                quantity = datapoint["quantity"]
+                total += quantity["magnitude"] * _unit_factor(quantity["unit"])
+            supplied[(component["ghg_entry_template_component_id"], given["input_key"])] = total
+    values = []
+    for provisioned in template.components:
+        for spec_input in provisioned.inputs:
+            if spec_input.type != "monitored":
+                continue
+            value = supplied.get((provisioned.id, spec_input.input_key))
+            if value is None:
+                return None
+            values.append(value)
+    return values or None
+
+
+def _unit_factor(unit: str) -> float:
+    for units in UNITS.values():
+        if unit in units:
+            return units[unit]
+    return 1.0

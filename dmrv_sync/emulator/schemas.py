@@ -27,6 +27,11 @@ StorageMethod = Literal[
     "saline_aquifer",
     "in_situ_mineralization",
 ]
+DatapointType = Literal["CONSTANT", "STANDARD_PUBLISHED_VALUE", "REPORTED", "ASSUMPTION", "DERIVED"]
+DatapointLockedStatus = Literal["not_locked", "locked_used_in_verified_removal"]  # the two the emulator sets
+ComponentInputType = Literal["fixed", "monitored"]
+# The spec's QuantityKindType values the emulator's unit table knows (handlers.py: UNITS).
+QuantityKind = Literal["mass", "mass_fraction", "mass_fraction_dry_basis", "dimensionless"]
 GhgStatementStatus = Literal[
     "DRAFT", "AWAITING_VERIFICATION", "VERIFIED", "CREDITS_ISSUED", "FAILED_VERIFICATION"
 ]
@@ -172,6 +177,102 @@ class BiocharApplication(BaseModel):
     truck_mass_on_arrival: ScalarQuantity
     truck_mass_on_departure: ScalarQuantity
     average_application_rate: ScalarQuantity
+
+
+# --- datapoints ----------------------------------------------------------------------------------------
+
+
+class DatapointQuantityInput(BaseModel):
+    magnitude: float
+    unit: str | None
+    standard_deviation: float | None = None
+
+
+class CreateDatapointRequest(BaseModel):
+    supplier_reference_id: SupplierReferenceId
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    type: DatapointType
+    quantity: DatapointQuantityInput
+    description: str
+    source_ids: list[IsometricId]
+    project_id: IsometricId
+    measured_at: dt.datetime | None = None
+    uncertainty_justification: str | None = None
+
+
+class PatchDatapointRequest(BaseModel):
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | Undefined = Field(
+        default_factory=Undefined
+    )
+    type: DatapointType | Undefined = Field(default_factory=Undefined)
+    quantity: DatapointQuantityInput | Undefined = Field(default_factory=Undefined)
+    description: str | Undefined = Field(default_factory=Undefined)
+    source_ids: list[IsometricId] | Undefined = Field(default_factory=Undefined)
+    uncertainty_justification: str | Undefined = Field(default_factory=Undefined)
+
+
+class DatapointListQuery(PaginationQuery):
+    project_id: IsometricId | None = None
+
+
+class Datapoint(BaseModel):
+    id: IsometricId
+    supplier_reference_id: SupplierReferenceId | None
+    display_name: str
+    type: DatapointType
+    quantity: ScalarQuantity
+    description: str | None
+    source_ids: list[IsometricId]
+    measured_at: dt.datetime | None
+    project_id: IsometricId | None
+    locked_status: DatapointLockedStatus
+    uncertainty_justification: str | None = None
+
+
+# --- GHG entry templates (the spec's removal templates; provisioned in the web app) --------------------
+
+
+class GhgEntryTemplateComponentInput(BaseModel):
+    """Spec: RemovalTemplateComponentInput."""
+
+    input_key: str
+    datapoint_id: IsometricId | None
+    display_name: str
+    type: ComponentInputType
+    quantity_kind: QuantityKind
+
+
+class GhgEntryTemplateComponent(BaseModel):
+    """Spec: RemovalTemplateComponent."""
+
+    id: IsometricId
+    display_name: str
+    description: str | None
+    blueprint_key: str
+    ghg_entry_template_id: IsometricId  # spec: removal_template_id
+    # Not in the README's rename table, so the field keeps its pre-rename name.
+    removal_template_component_group_id: IsometricId
+    inputs: list[GhgEntryTemplateComponentInput]
+
+
+class GhgEntryTemplateComponentGroup(BaseModel):
+    """Spec: RemovalTemplateComponentGroup."""
+
+    id: IsometricId
+    key: str
+    display_name: str
+    description: str
+    components: list[GhgEntryTemplateComponent]
+
+
+class GhgEntryTemplate(BaseModel):
+    """Spec: RemovalTemplate."""
+
+    id: IsometricId
+    supplier_reference_id: SupplierReferenceId | None
+    display_name: str
+    project_id: IsometricId
+    groups: list[GhgEntryTemplateComponentGroup]
 
 
 # --- GHG entries (the spec's removals) ---------------------------------------------------------------

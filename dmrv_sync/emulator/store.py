@@ -23,6 +23,7 @@ ID_PREFIXES: dict[str, str] = {
     "production_batches": "ptb",
     "storage_locations": "slc",
     "biochar_applications": "bse",
+    "datapoints": "dtp",
     "ghg_entries": "rmv",
     "ghg_statements": "ggs",
 }

@@ -17,6 +17,7 @@ def _isometric(settings: Settings, *, with_client: bool = True, **client_options
     return IsometricAdapter(
         IsometricClient.from_settings(settings, **client_options) if with_client else None,
         template_id=settings.isometric_ghg_entry_template_id,
+        template_inputs=settings.isometric_template_inputs,
         project_id=settings.isometric_project_id,
         limits=Limits.from_settings(settings),
     )

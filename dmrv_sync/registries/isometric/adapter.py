@@ -7,7 +7,13 @@ each is built, sent and found again (shared/isometric/README.md).
 | feedstock_type  | feedstock_type                                           | lookup by reference          |
 | production_run  | production_batch                                         | create                       |
 | application     | storage_location, biochar_application                    | create (location: PATCH too) |
-| credit_batch    | ghg_entry, ghg_statement, ghg_statement_submission       | create, create, submit       |
+| credit_batch    | datapoint_applied_biochar_mass,                          | create (datapoints: PATCH    |
+|                 | datapoint_organic_carbon_fraction, ghg_entry,            | too), create, create, submit |
+|                 | ghg_statement, ghg_statement_submission                  |                              |
+
+A credit batch's GHG entry is filed under the configured template, its monitored inputs pointing at two
+datapoints made from the batch's applied applications (ISOMETRIC_TEMPLATE_INPUTS says which input gets
+which value): the applied biochar mass (t) and the mass-weighted organic carbon fraction of their runs.
 """
 
 from __future__ import annotations
@@ -35,18 +41,25 @@ from dmrv_sync.registries.errors import NotFound
 from dmrv_sync.registries.isometric.client import REGISTRY_NAME, IsometricClient
 from dmrv_sync.registries.isometric.models import (
     CreateBiocharApplicationRequest,
+    CreateComponentScalarInput,
+    CreateDatapointRequest,
     CreateGhgEntryRequest,
     CreateGhgStatementRequest,
     CreateProductionBatchRequest,
     CreateStorageLocationRequest,
+    Datapoint,
+    DatapointType,
     GhgEntry,
+    GhgEntryTemplateComponentInputs,
     GhgStatementStatus,
     ResubmitGhgStatementRequest,
     ScalarQuantity,
     SubmitGhgStatementRequest,
+    UpdateDatapointRequest,
     UpdateStorageLocationRequest,
 )
 from dmrv_sync.registries.isometric.rules import Limits, validate
+from dmrv_sync.settings import DEMO_TEMPLATE_INPUTS, MONITORED_VALUES
 from dmrv_sync.sync.adapter import (
     Capability,
     Confirmation,
@@ -92,6 +105,10 @@ ENTITIES: dict[str, EntitySpec] = {
         "credit_batch",
         "ghg_statement",
         (
+            # The GHG entry's monitored inputs. PATCHed when the batch's applications change, until the
+            # statement goes to the verifier (Certify locks them then).
+            StepSpec("datapoint_applied_biochar_mass", Capability.CREATE, updatable=True),
+            StepSpec("datapoint_organic_carbon_fraction", Capability.CREATE, updatable=True),
             StepSpec(
                 "ghg_entry",
                 Capability.CREATE,
@@ -116,6 +133,59 @@ STATEMENT_STATUS_TO_LOCAL = {
     GhgStatementStatus.FAILED_VERIFICATION: CreditBatchStatus.FAILED_VERIFICATION,
 }
 
+
+class _DatapointSpec(BaseModel):
+    value: str  # one of MONITORED_VALUES
+    display_name: str
+    type: DatapointType
+    unit: str
+    description: str
+
+
+# The datapoint steps of a credit batch, each carrying one monitored value.
+DATAPOINTS: dict[str, _DatapointSpec] = {
+    "datapoint_applied_biochar_mass": _DatapointSpec(
+        value="applied_biochar_mass",
+        display_name="Applied biochar mass",
+        type=DatapointType.REPORTED,
+        unit="t",
+        description="Sum of the applied biochar mass of the {n} applied applications in credit batch {batch}.",
+    ),
+    "datapoint_organic_carbon_fraction": _DatapointSpec(
+        value="organic_carbon_fraction",
+        display_name="Organic carbon fraction",
+        type=DatapointType.DERIVED,
+        unit="dimensionless",
+        description="Organic carbon fraction of the production runs of the {n} applied "
+        "applications in credit batch {batch}, weighted by applied mass.",
+    ),
+}
+STEP_OF_VALUE = {spec.value: step for step, spec in DATAPOINTS.items()}
+assert set(STEP_OF_VALUE) == set(MONITORED_VALUES)
+
+
+def monitored_values(batch: CreditBatch) -> tuple[dict[str, float], int]:
+    """({monitored value: magnitude}, number of applied applications) of a credit batch."""
+    applied = sorted(
+        (a for a in batch.applications if a.status == ApplicationStatus.APPLIED), key=lambda a: str(a.id)
+    )
+    mass_kg = sum(a.applied_mass_kg or 0.0 for a in applied)
+    if mass_kg <= 0:
+        raise ValueError(f"credit batch {batch.id}: its applied applications have no applied mass")
+    missing = sorted(
+        {str(a.production_run_id) for a in applied if a.production_run.organic_carbon_fraction is None}
+    )
+    if missing:
+        raise ValueError(f"production run {', '.join(missing)} has no organic_carbon_fraction")
+    carbon_kg = sum(
+        (a.applied_mass_kg or 0.0) * (a.production_run.organic_carbon_fraction or 0.0) for a in applied
+    )
+    return {
+        "applied_biochar_mass": round(mass_kg / 1000, 6),
+        "organic_carbon_fraction": round(carbon_kg / mass_kg, 6),
+    }, len(applied)
+
+
 # Resources that can only be found again by paging through their list (no reference filter).
 _PAGED = {
     "production_batch": "production_batches",
@@ -136,6 +206,7 @@ class IsometricAdapter(RegistryAdapter):
         client: IsometricClient | None,
         *,
         template_id: str,
+        template_inputs: Mapping[str, Mapping[str, str]] | None = None,
         project_id: str | None = None,
         limits: Limits | None = None,
     ) -> None:
@@ -143,6 +214,18 @@ class IsometricAdapter(RegistryAdapter):
         self._client = client
         self.project_id = client.project_id if client is not None else (project_id or "")
         self.template_id = template_id
+        # {component id: {input key: monitored value}} (settings: ISOMETRIC_TEMPLATE_INPUTS).
+        self.template_inputs = {
+            component: dict(inputs)
+            for component, inputs in (
+                DEMO_TEMPLATE_INPUTS if template_inputs is None else template_inputs
+            ).items()
+        }
+        unknown = {v for inputs in self.template_inputs.values() for v in inputs.values()} - set(
+            STEP_OF_VALUE
+        )
+        if unknown:
+            raise ValueError(f"template inputs name unknown monitored values: {', '.join(sorted(unknown))}")
         self.limits = limits or Limits()
         # One listing pass settles many unknown outcomes: {resource: (started_at, {reference: id})}.
         self._listings: dict[str, tuple[datetime, dict[str, str]]] = {}
@@ -240,6 +323,18 @@ class IsometricAdapter(RegistryAdapter):
                 supplier_reference_id=ctx.reference,
             ).to_wire()
         batch: CreditBatch = entity
+        if step in DATAPOINTS:
+            spec = DATAPOINTS[step]
+            values, count = monitored_values(batch)
+            return CreateDatapointRequest(
+                project_id=self.project_id,
+                supplier_reference_id=ctx.reference,
+                display_name=f"{spec.display_name}, {batch.reporting_period_start} to {batch.reporting_period_end}",
+                type=spec.type,
+                quantity=ScalarQuantity(magnitude=values[spec.value], unit=spec.unit),
+                description=spec.description.format(n=count, batch=batch.id),
+                source_ids=[],
+            ).to_wire()
         if step == "ghg_entry":
             return CreateGhgEntryRequest(
                 project_id=self.project_id,
@@ -247,6 +342,19 @@ class IsometricAdapter(RegistryAdapter):
                 started_on=batch.reporting_period_start,
                 completed_on=batch.reporting_period_end,
                 ghg_entry_template_id=self.template_id,
+                ghg_entry_template_components=[
+                    GhgEntryTemplateComponentInputs(
+                        ghg_entry_template_component_id=component_id,
+                        inputs=[
+                            CreateComponentScalarInput(
+                                input_key=input_key,
+                                datapoint_id=self._need(ctx, "credit_batch", batch.id, STEP_OF_VALUE[value]),
+                            )
+                            for input_key, value in sorted(inputs.items())
+                        ],
+                    )
+                    for component_id, inputs in sorted(self.template_inputs.items())
+                ],
             ).to_wire()
         if step == "ghg_statement":
             self._need(ctx, "credit_batch", batch.id, "ghg_entry")  # the statement takes the entry in
@@ -271,16 +379,20 @@ class IsometricAdapter(RegistryAdapter):
 
     def _earlier_periods_filed(self, ctx: StepContext, batch: CreditBatch) -> None:
         """Isometric files every draft GHG entry completed by `end_on` into the new statement: an earlier
-        period whose entry exists but whose statement does not must go first, or this statement would
-        swallow its entry."""
+        period whose entry exists — or may exist: its datapoints are in, so its entry was sent or is about
+        to be, and a lost answer leaves no ID here — but whose statement does not must go first, or this
+        statement would swallow its entry."""
         others = ctx.session.scalars(
             select(CreditBatch).where(
                 CreditBatch.id != batch.id, CreditBatch.reporting_period_end <= batch.reporting_period_end
             )
         )
         for other in others:
-            has_entry = ctx.external_ids.get("credit_batch", str(other.id), "ghg_entry")
-            if has_entry and ctx.external_ids.get("credit_batch", str(other.id), "ghg_statement") is None:
+            other_id = str(other.id)
+            entry_under_way = any(
+                ctx.external_ids.get("credit_batch", other_id, step) for step in (*DATAPOINTS, "ghg_entry")
+            )
+            if entry_under_way and ctx.external_ids.get("credit_batch", other_id, "ghg_statement") is None:
                 raise MissingExternalId(
                     f"waits for the GHG statement of credit batch {other.id} (period ending "
                     f"{other.reporting_period_end}): Isometric puts every draft GHG entry up to a statement's end "
@@ -331,6 +443,8 @@ class IsometricAdapter(RegistryAdapter):
         if step == "biochar_application":
             created = client.create_biochar_application(CreateBiocharApplicationRequest(**payload))
             return self._outcome(step, created.id)
+        if step in DATAPOINTS:
+            return self._outcome(step, client.create_datapoint(CreateDatapointRequest(**payload)).id)
         if step == "ghg_entry":
             return self._outcome(step, client.create_ghg_entry(CreateGhgEntryRequest(**payload)).id)
         if step == "ghg_statement":
@@ -360,6 +474,11 @@ class IsometricAdapter(RegistryAdapter):
             found = self.client.find_by_supplier_reference("ghg_entries", ctx.reference)
             return (
                 self._outcome(step, cast(GhgEntry, found).id, reconciled=True) if found is not None else None
+            )
+        if step in DATAPOINTS:
+            found = self.client.find_by_supplier_reference("datapoints", ctx.reference)
+            return (
+                self._outcome(step, cast(Datapoint, found).id, reconciled=True) if found is not None else None
             )
         if step == "ghg_statement":
             assert payload is not None
@@ -395,7 +514,12 @@ class IsometricAdapter(RegistryAdapter):
             return index
 
     def update(self, ctx: StepContext, external_id: str, payload: dict[str, Any]) -> StepOutcome:
-        if ctx.step.external_entity_type != "storage_location":
+        step = ctx.step.external_entity_type
+        if step in DATAPOINTS:
+            fields = {k: v for k, v in payload.items() if k in UpdateDatapointRequest.model_fields}
+            datapoint = self.client.update_datapoint(external_id, UpdateDatapointRequest(**fields))
+            return self._outcome(step, datapoint.id, updated=True)
+        if step != "storage_location":
             return super().update(ctx, external_id, payload)
         fields = {k: v for k, v in payload.items() if k not in ("project_id",)}
         updated = self.client.update_storage_location(external_id, UpdateStorageLocationRequest(**fields))
@@ -406,6 +530,7 @@ class IsometricAdapter(RegistryAdapter):
             "production_batch": self.client.get_production_batch,
             "storage_location": self.client.get_storage_location,
             "biochar_application": self.client.get_biochar_application,
+            **{step: self.client.get_datapoint for step in DATAPOINTS},
             "ghg_entry": self.client.get_ghg_entry,
             "ghg_statement": self.client.get_ghg_statement,
             "ghg_statement_submission": self.client.get_ghg_statement,
@@ -463,7 +588,8 @@ class IsometricAdapter(RegistryAdapter):
         return confirmations
 
     def web_url(self, external_entity_type: str, external_id: str) -> str | None:
-        return f"{CERTIFY_WEB_URL}/certify/{external_entity_type.replace('_', '-')}s/{external_id}"
+        kind = "datapoint" if external_entity_type in DATAPOINTS else external_entity_type
+        return f"{CERTIFY_WEB_URL}/certify/{kind.replace('_', '-')}s/{external_id}"
 
     def _outcome(self, step: str, external_id: str, **metadata: Any) -> StepOutcome:
         return StepOutcome(external_id, {"url": self.web_url(step, external_id), **metadata})

@@ -57,17 +57,21 @@ from dmrv_sync.registries.errors import (
 from dmrv_sync.registries.isometric.models import (
     BiocharApplication,
     CreateBiocharApplicationRequest,
+    CreateDatapointRequest,
     CreateGhgEntryRequest,
     CreateGhgStatementRequest,
     CreateProductionBatchRequest,
     CreateStorageLocationRequest,
+    Datapoint,
     FeedstockType,
     GhgEntry,
+    GhgEntryTemplate,
     GhgStatement,
     ProductionBatch,
     ResubmitGhgStatementRequest,
     StorageLocation,
     SubmitGhgStatementRequest,
+    UpdateDatapointRequest,
     UpdateStorageLocationRequest,
 )
 from dmrv_sync.settings import DEMO_ACCESS_TOKEN, DEMO_CLIENT_SECRET, Settings
@@ -109,6 +113,7 @@ class _Resource:
 # How each resource can be found again by supplier_reference_id (README: "Finding an object again").
 RESOURCES: dict[str, _Resource] = {
     "ghg_entries": _Resource("/ghg_entries", GhgEntry, True),
+    "datapoints": _Resource("/datapoints", Datapoint, True),
     "feedstock_types": _Resource("/feedstock_types", FeedstockType, True),
     "production_batches": _Resource("/production_batches", ProductionBatch, False),
     "biochar_applications": _Resource("/biochar_applications", BiocharApplication, False),
@@ -132,6 +137,11 @@ ENDPOINTS: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/biochar_applications"),
         ("GET", "/biochar_applications/{id}"),
         ("DELETE", "/biochar_applications/{id}"),
+        ("GET", "/datapoints"),
+        ("POST", "/datapoints"),
+        ("GET", "/datapoints/{id}"),
+        ("PATCH", "/datapoints/{id}"),
+        ("GET", "/projects/{project_id}/ghg_entry_templates/{id}"),
         ("GET", "/ghg_entries"),
         ("POST", "/ghg_entries"),
         ("GET", "/ghg_entries/{id}"),
@@ -359,6 +369,31 @@ class IsometricClient:
     def delete_biochar_application(self, biochar_application_id: str) -> None:
         self._request("DELETE", "/biochar_applications/{id}", path_params={"id": biochar_application_id})
 
+    # --- datapoints --------------------------------------------------------------------------------
+
+    def create_datapoint(self, request: CreateDatapointRequest) -> Datapoint:
+        return self._call(Datapoint, "POST", "/datapoints", json_body=request.to_wire())
+
+    def get_datapoint(self, datapoint_id: str) -> Datapoint:
+        return self._call(Datapoint, "GET", "/datapoints/{id}", id=datapoint_id)
+
+    def update_datapoint(self, datapoint_id: str, request: UpdateDatapointRequest) -> Datapoint:
+        """Only the fields set change. A datapoint used by a GHG entry with the verifier is locked (422)."""
+        return self._call(
+            Datapoint, "PATCH", "/datapoints/{id}", json_body=request.to_wire(), id=datapoint_id
+        )
+
+    # --- GHG entry templates (made in the Certify web app) ----------------------------------------
+
+    def get_ghg_entry_template(self, template_id: str, *, project_id: str | None = None) -> GhgEntryTemplate:
+        return self._call(
+            GhgEntryTemplate,
+            "GET",
+            "/projects/{project_id}/ghg_entry_templates/{id}",
+            project_id=project_id or self.project_id,
+            id=template_id,
+        )
+
     # --- GHG entries -------------------------------------------------------------------------------
 
     def create_ghg_entry(self, request: CreateGhgEntryRequest) -> GhgEntry:
@@ -443,7 +478,7 @@ class IsometricClient:
     def find_by_supplier_reference(self, resource: str, supplier_reference_id: str) -> BaseModel | None:
         """The object of `resource` created with this reference, or None.
 
-        One filtered request for ghg_entries and feedstock_types; a paging pass (stopping at the match)
+        One filtered request for ghg_entries, datapoints and feedstock_types; a paging pass (stopping at the match)
         for production_batches, biochar_applications and storage_locations, which have no filter.
         """
         return self.find_many_by_supplier_reference(resource, [supplier_reference_id]).get(

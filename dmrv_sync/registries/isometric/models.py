@@ -2,8 +2,9 @@
 
 Names follow the spec's schema names (`/work/shared/isometric/certify-openapi.json`) with the
 2026-06-04 rename applied: removal → GHG entry. So `CreateRemovalRequest` is `CreateGhgEntryRequest`,
-`Removal` is `GhgEntry`, `removal_template_id` is `ghg_entry_template_id`, a statement's `removal_ids`
-is `ghg_entry_ids`. `UpdateStorageLocationRequest` is the spec's `PatchStorageLocationRequest`.
+`Removal` is `GhgEntry`, `RemovalTemplate` is `GhgEntryTemplate`, `removal_template_id` is
+`ghg_entry_template_id`, a statement's `removal_ids` is `ghg_entry_ids`. `UpdateStorageLocationRequest`
+and `UpdateDatapointRequest` are the spec's `PatchStorageLocationRequest` and `PatchDatapointRequest`.
 
 Requests forbid unknown fields (a typo fails here, not at the registry) and are serialised with
 `to_wire()`: JSON types, and optional fields left out rather than sent as null — the spec types most
@@ -83,7 +84,15 @@ class GhgStatementStatus(StrEnum):
     FAILED_VERIFICATION = "FAILED_VERIFICATION"
 
 
-IsometricId = str  # prefixed: prj_, fcl_, ftt_, ptb_, slc_, bse_, rmv_, rvt_, ggs_ ...
+class DatapointType(StrEnum):
+    CONSTANT = "CONSTANT"
+    STANDARD_PUBLISHED_VALUE = "STANDARD_PUBLISHED_VALUE"
+    REPORTED = "REPORTED"
+    ASSUMPTION = "ASSUMPTION"
+    DERIVED = "DERIVED"
+
+
+IsometricId = str  # prefixed: prj_, fcl_, ftt_, ptb_, slc_, bse_, dtp_, rmv_, rvt_, rtc_, ggs_ ...
 SupplierReferenceId = str  # 1..100 characters, unique per supplier
 
 
@@ -186,6 +195,95 @@ class BiocharApplication(_Response):
     average_application_rate: ScalarQuantity | None = None
     truck_mass_on_arrival: ScalarQuantity | None = None
     truck_mass_on_departure: ScalarQuantity | None = None
+
+
+# --- datapoints (the values a GHG entry's template inputs point at) -------------------------------
+
+
+class CreateDatapointRequest(_Request):
+    """POST /datapoints. `quantity` is the spec's DatapointQuantityInput (a unit is always sent here)."""
+
+    project_id: IsometricId
+    supplier_reference_id: SupplierReferenceId = Field(min_length=1, max_length=100)
+    display_name: str = Field(min_length=1, max_length=100)
+    type: DatapointType
+    quantity: ScalarQuantity
+    description: str
+    source_ids: list[IsometricId]  # required by the spec, may be empty
+    measured_at: AwareDatetime | None = None
+
+
+class UpdateDatapointRequest(_Request):
+    """The spec's `PatchDatapointRequest`: only the fields that are set are changed."""
+
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    type: DatapointType | None = None
+    quantity: ScalarQuantity | None = None
+    description: str | None = None
+    source_ids: list[IsometricId] | None = None
+
+
+class Datapoint(_Response):
+    id: IsometricId
+    supplier_reference_id: SupplierReferenceId | None = None
+    project_id: IsometricId | None = None
+    display_name: str | None = None
+    type: DatapointType | str | None = None  # str: a type added after this client was written
+    quantity: ScalarQuantity | None = None
+    description: str | None = None
+    source_ids: list[IsometricId] = Field(default_factory=list)
+    measured_at: datetime | None = None
+    locked_status: str | None = None
+    uncertainty_justification: str | None = None
+
+
+# --- GHG entry templates (formerly removal templates; made in the web app, read here) --------------
+
+
+class GhgEntryTemplateComponentInput(_Response):
+    """The spec's `RemovalTemplateComponentInput`: `datapoint_id` is set for fixed inputs."""
+
+    input_key: str
+    datapoint_id: IsometricId | None = None
+    display_name: str | None = None
+    type: str | None = None  # fixed | monitored
+    quantity_kind: str | None = None
+
+
+class GhgEntryTemplateComponent(_Response):
+    """The spec's `RemovalTemplateComponent`."""
+
+    id: IsometricId
+    display_name: str | None = None
+    description: str | None = None
+    blueprint_key: str | None = None
+    ghg_entry_template_id: IsometricId | None = None
+    removal_template_component_group_id: IsometricId | None = None  # not renamed
+    inputs: list[GhgEntryTemplateComponentInput] = Field(default_factory=list)
+
+
+class GhgEntryTemplateComponentGroup(_Response):
+    """The spec's `RemovalTemplateComponentGroup`."""
+
+    id: IsometricId
+    key: str | None = None
+    display_name: str | None = None
+    description: str | None = None
+    components: list[GhgEntryTemplateComponent] = Field(default_factory=list)
+
+
+class GhgEntryTemplate(_Response):
+    """The spec's `RemovalTemplate`."""
+
+    id: IsometricId
+    supplier_reference_id: SupplierReferenceId | None = None
+    display_name: str | None = None
+    project_id: IsometricId | None = None
+    groups: list[GhgEntryTemplateComponentGroup] = Field(default_factory=list)
+
+    @property
+    def components(self) -> list[GhgEntryTemplateComponent]:
+        return [component for group in self.groups for component in group.components]
 
 
 # --- GHG entries (formerly removals) -------------------------------------------------------------

@@ -212,6 +212,21 @@ def _credit_batch(check: _Checker, batch: CreditBatch, now: datetime, limits: Li
         check.add(
             "applications", len(batch.applications), "a credit batch needs at least one applied application"
         )
+    # The GHG entry's monitored inputs come from the applied applications' production runs.
+    runs_without_carbon = sorted(
+        {
+            str(a.production_run_id)
+            for a in applied
+            if a.production_run is None or not is_number(a.production_run.organic_carbon_fraction)
+        }
+    )
+    if runs_without_carbon:
+        check.add(
+            "applications",
+            runs_without_carbon,
+            "the production runs of its applied applications need an organic_carbon_fraction (the GHG "
+            f"entry's organic carbon input); missing on production run {', '.join(runs_without_carbon)}",
+        )
     for application in batch.applications:
         if application.status != ApplicationStatus.APPLIED:
             check.add("applications", str(application.id), "is not applied yet", Severity.WARNING)
