@@ -69,6 +69,8 @@ def build_entity_asset(
         partitions_def=partitions,
         required_resource_keys={DATABASE_RESOURCE, registry_resource_key(registry)},
         pool=pool_name(registry),
+        # A UI backfill of failed partitions runs them in ranges, not one run per entity.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=500),
     )
     def entity_asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         keys = list(context.partition_keys)
