@@ -74,27 +74,71 @@ def demo_seed(scale: int, random_seed: int) -> None:
             click.echo(f"  {record.entity_type} {record.entity_id}: {record.problem}")
 
 
-@main.command("status", help="Counts of registry objects per registry, external type and sync status.")
+@main.command(
+    "status",
+    help="Where the local records stand in each registry (synced, in progress, error, not started), then "
+    "the registry objects per external type and sync status.",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"<registry>": {"<type>": {"<status>": n}}}.')
 def status(as_json: bool) -> None:
+    from sqlalchemy import func, select
+
+    from dmrv_sync.db.models import ENTITY_MODELS
     from dmrv_sync.db.session import get_session_factory
     from dmrv_sync.identity import IdentityService
+    from dmrv_sync.registries.catalog import REGISTRY_ENTITIES
 
     _require_schema()
-    stats = IdentityService(get_session_factory(_database_url())).get_registry_sync_stats()
+    sessions = get_session_factory(_database_url())
+    identities = IdentityService(sessions)
+    stats = identities.get_registry_sync_stats()
     if as_json:
         click.echo(json.dumps(stats, indent=2, sort_keys=True))
         return
+    with sessions() as session:
+        records = {
+            name: session.scalar(select(func.count()).select_from(model)) or 0
+            for name, model in ENTITY_MODELS.items()
+        }
+    steps = {
+        (registry, entity_type): len(spec.steps)
+        for registry, entities in REGISTRY_ENTITIES.items()
+        for entity_type, spec in entities.items()
+    }
+    progress = identities.get_entity_progress(steps)
+    states = ["synced", "in progress", "unknown", "error", "drifted"]
+    rows = []
+    for registry, entity_type in steps:
+        counts = progress.get((registry, entity_type), {})
+        started = sum(counts.values())
+        total = records.get(entity_type, 0)
+        rows.append(
+            [
+                registry,
+                entity_type,
+                str(total),
+                *[str(counts.get(s, 0)) for s in states],
+                str(total - started),
+            ]
+        )
+    _table(["registry", "local records", "total", *states, "not started"], rows)
+    click.echo("(not started: not ready yet — e.g. a draft — or not picked up by a sensor or sync yet)")
+    click.echo()
     if not stats:
         click.echo("no registry objects yet: nothing has been synced (run a sync, or start the demo)")
         return
     statuses = sorted({s for types in stats.values() for counts in types.values() for s in counts})
-    header = ["registry", "external type", *statuses, "total"]
-    rows = [
-        [registry, external_type, *[str(counts.get(s, 0)) for s in statuses], str(sum(counts.values()))]
-        for registry, types in sorted(stats.items())
-        for external_type, counts in sorted(types.items())
-    ]
+    _table(
+        ["registry", "external type", *statuses, "total"],
+        [
+            [registry, external_type, *[str(counts.get(s, 0)) for s in statuses], str(sum(counts.values()))]
+            for registry, types in sorted(stats.items())
+            for external_type, counts in sorted(types.items())
+        ],
+    )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, ["-" * w for w in widths], *rows]:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

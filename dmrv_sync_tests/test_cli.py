@@ -49,21 +49,50 @@ def test_commands_on_an_unmigrated_database_say_what_to_do(empty_db_url: str, tm
     assert "run `dmrv-sync db upgrade` first" in result.stderr
 
 
-def test_status_prints_counts_per_registry_type_and_status(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_status_prints_where_entities_stand_and_counts_per_registry_type_and_status(
+    db_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from dmrv_sync.db.session import get_session_factory
+    from dmrv_sync.demo.seed import seed_demo_data
     from dmrv_sync.identity import IdentityService
 
-    service = IdentityService(get_session_factory(db_url))
+    sessions = get_session_factory(db_url)
+    seed_demo_data(sessions, scale=5, seed=1)  # 5 applications, 2 production runs, ...
+    service = IdentityService(sessions)
     for i in range(3):
         service.get_or_create_registry_identity("production_run", f"r{i}", "isometric", "production_batch")
-    claim = service.mark_syncing(
-        service.get_or_create_registry_identity("application", "a1", "isometric", "storage_location").id, "w"
-    )
-    assert claim is not None
-    service.mark_synced(claim, "slc_1AAAAAAAAAAAAAAA")
+
+    def settle(entity_type: str, entity_id: str, step: str, external_id: str | None) -> None:
+        claim = service.mark_syncing(
+            service.get_or_create_registry_identity(entity_type, entity_id, "isometric", step).id, "w"
+        )
+        assert claim is not None
+        if external_id is None:
+            service.mark_error(claim, "rejected")
+        else:
+            service.mark_synced(claim, external_id)
+
+    settle("production_run", "r3", "production_batch", "pbt_1AAAAAAAAAAAAAAA")
+    settle("production_run", "r4", "production_batch", None)
+    settle("application", "a1", "storage_location", "slc_1AAAAAAAAAAAAAAA")  # 1 of its 2 steps
 
     as_json = json.loads(dmrv_sync("status", "--json", url=db_url, cwd=tmp_path).stdout)
-    assert as_json == {"isometric": {"production_batch": {"pending": 3}, "storage_location": {"synced": 1}}}
-    table = dmrv_sync("status", url=db_url, cwd=tmp_path).stdout.splitlines()
-    assert table[0].split() == ["registry", "external", "type", "pending", "synced", "total"]
-    assert table[2].split() == ["isometric", "production_batch", "3", "0", "3"]
+    assert as_json == {
+        "isometric": {
+            "production_batch": {"pending": 3, "synced": 1, "error": 1},
+            "storage_location": {"synced": 1},
+        }
+    }
+    lines = dmrv_sync("status", url=db_url, cwd=tmp_path).stdout.splitlines()
+    assert lines[0].split() == [
+        "registry", "local", "records", "total", "synced", "in", "progress", "unknown", "error", "drifted", "not",
+        "started",
+    ]  # fmt: skip
+    by_type = {line.split()[1]: line.split()[2:] for line in lines[2:7]}
+    # production runs: 3 pending (in progress), 1 synced, 1 error; application: 1 of 2 steps in (in progress)
+    assert by_type["production_run"][1:6] == ["1", "3", "0", "1", "0"]
+    assert by_type["application"][:6] == ["5", "0", "1", "0", "0", "0"]
+    assert by_type["application"][6] == "4"  # the other four: not started
+    objects = lines[lines.index("") + 1 :]
+    assert objects[0].split() == ["registry", "external", "type", "error", "pending", "synced", "total"]
+    assert objects[2].split() == ["isometric", "production_batch", "1", "3", "1", "5"]
