@@ -234,13 +234,22 @@ class IdentityService:
     # -- state changes -------------------------------------------------------------------------------
 
     def mark_syncing(
-        self, identity_id: int, holder: str, *, lease_seconds: float | None = None
+        self,
+        identity_id: int,
+        holder: str,
+        *,
+        lease_seconds: float | None = None,
+        without_object: bool = False,
     ) -> Claim | None:
         """Claim the identity's lease. None when another worker holds a live lease.
 
         A claim over an expired `syncing` lease, or over an `unknown` outcome, comes back with
         `reconcile=True`: the previous holder may have sent the request, so the object must be looked up
         before anything is re-sent (invariant 3 → 1).
+
+        `without_object=True` (a claim to create the object, or to block its creation): None also when
+        the row is `synced` or `drifted` — another worker created it since the caller read the row, and a
+        create now would make a second object (the race of two runs over the same partitions).
         """
         now = self._clock()
         expires = now + timedelta(seconds=self.lease_seconds if lease_seconds is None else lease_seconds)
@@ -280,6 +289,11 @@ class IdentityService:
                         RegistryIdentity.lease_expires_at < now,
                         RegistryIdentity.lease_holder == holder,
                     ),
+                    *(
+                        [RegistryIdentity.sync_status.not_in([SyncStatus.SYNCED, SyncStatus.DRIFTED])]
+                        if without_object
+                        else []
+                    ),
                 )
                 .values(
                     needs_reconciliation=reconcile_needed,
@@ -297,7 +311,11 @@ class IdentityService:
                     identity_id,
                     "claim",
                     AuditOutcome.SKIPPED,
-                    error=f"lease held by another worker until {previous.lease_expires_at}",
+                    error=(
+                        f"already {previous.sync_status} by another worker"
+                        if previous.sync_status in (SyncStatus.SYNCED, SyncStatus.DRIFTED)
+                        else f"lease held by another worker until {previous.lease_expires_at}"
+                    ),
                 )
                 return None
             row = session.get_one(RegistryIdentity, identity_id, populate_existing=True)

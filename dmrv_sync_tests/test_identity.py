@@ -74,6 +74,24 @@ def test_a_live_lease_cannot_be_claimed_twice(identities: IdentityService) -> No
     assert identities.mark_syncing(row.id, "worker-b") is None
 
 
+def test_a_create_claim_is_refused_once_another_worker_has_put_the_object_in(
+    identities: IdentityService,
+) -> None:
+    """Two runs over the same partitions: B read the row while it was pending, A created the object and
+    released the lease; B's create claim must now fail, or B would create a second object."""
+    seen_by_b = _identity(identities)
+    assert seen_by_b.sync_status == SyncStatus.PENDING
+    claim_a = identities.mark_syncing(seen_by_b.id, "worker-a", without_object=True)
+    assert claim_a is not None
+    identities.mark_synced(claim_a, "pbt_1AAAAAAAAAAAAAAA")
+
+    assert identities.mark_syncing(seen_by_b.id, "worker-b", without_object=True) is None
+    row = identities.get_identity("production_run", "e1", "isometric", "production_batch")
+    assert row is not None and row.sync_status == SyncStatus.SYNCED and row.external_id == "pbt_1AAAAAAAAAAAAAAA"
+    # An update of the object it now has (the drift path) may still claim it.
+    assert identities.mark_syncing(seen_by_b.id, "worker-b") is not None
+
+
 def test_an_expired_lease_is_taken_over_and_marked_for_reconciliation(
     identities: IdentityService, clock: FakeClock
 ) -> None:

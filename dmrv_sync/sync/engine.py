@@ -346,8 +346,16 @@ class SyncEngine:
 
     def _run_step(self, ctx: StepContext, identity: RegistryIdentity, issues: list[Issue]) -> StepResult:
         step = ctx.step.external_entity_type
-        claim = self.identities.mark_syncing(identity.id, self.holder)
+        claim = self.identities.mark_syncing(identity.id, self.holder, without_object=True)
         if claim is None:
+            now = self.identities.get_identity(
+                ctx.entity_type, ctx.entity_id, self.adapter.name, identity.external_entity_type
+            )
+            if now is not None and now.sync_status in HAS_OBJECT:
+                # Another worker created it since this one read the row: go on with the next step.
+                return StepResult(
+                    step, now.sync_status, "unchanged", now.external_id, attempts=now.attempt_count
+                )
             return StepResult(
                 step, "syncing", "busy", error=f"{_label(ctx)}: another worker is syncing it right now"
             )
@@ -626,7 +634,8 @@ class SyncEngine:
         self, result: EntityResult, spec: EntitySpec, identity: RegistryIdentity, blockers: list[str]
     ) -> EntityResult:
         message = self._redact("; ".join(blockers))
-        claim = self.identities.mark_syncing(identity.id, self.holder)
+        # Never over a step another worker has put in the registry meanwhile: an error there would forget it.
+        claim = self.identities.mark_syncing(identity.id, self.holder, without_object=True)
         if claim is None:
             result.status = "busy"
             result.message = message
