@@ -295,6 +295,20 @@ def test_server_errors(emulator_process: RunningEmulator, feedstock_type_id: str
         assert api.get("/production_batches").json()["total_count"] == 0  # GET is not faulted; nothing stored
 
 
+def test_a_revoked_credential_is_refused_until_restored(
+    emulator_process: RunningEmulator, feedstock_type_id: str
+) -> None:
+    emulator_process.admin.set_faults({"credentials_revoked": True})
+    with client(emulator_process) as api:
+        refused = api.post("/production_batches", json=production_batch_body(feedstock_type_id, "pr-1"))
+        assert refused.status_code == 401
+        assert "Not authenticated" in refused.json()["detail"]
+        assert api.get("/production_batches").status_code == 401
+        emulator_process.admin.set_faults({"credentials_revoked": False})
+        assert api.get("/production_batches").json()["total_count"] == 0  # the refused create stored nothing
+    assert emulator_process.admin.stats()["requests"]["faults_injected"]["credentials_revoked"] == 2
+
+
 def test_connection_reset_stores_nothing(emulator_process: RunningEmulator, feedstock_type_id: str) -> None:
     emulator_process.admin.set_faults({"connection_reset": {"rate": 1.0, "methods": ["POST"]}})
     with client(emulator_process) as api:

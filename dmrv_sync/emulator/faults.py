@@ -137,6 +137,11 @@ class FaultConfig(BaseModel):
     connection_reset: ConnectionResetFault | None = None
     lost_response: LostResponseFault | None = None
     validation_errors: list[ValidationErrorRule] = Field(default_factory=list)
+    credentials_revoked: bool = Field(
+        default=False,
+        description="Every API request is answered 401, as when the organisation's credential is revoked; "
+        "set it back to false to restore it.",
+    )
 
 
 FAULT_KINDS = (
@@ -146,6 +151,7 @@ FAULT_KINDS = (
     "connection_reset",
     "lost_response",
     "validation_error",
+    "credentials_revoked",
 )
 
 

@@ -5,7 +5,7 @@ itself: a reset is SO_LINGER(1, 0) + close, which sends an RST; a dropped answer
 connection without a response.
 
 Order of a /mrv/v0 request: route match and counting -> latency -> connection reset -> rate limit (429)
--> server error (5xx) -> 404/405 -> authentication (401) -> 422 rules -> the handler -> lost response
+-> server error (5xx) -> 404/405 -> authentication (401; every request while `credentials_revoked`) -> 422 rules -> the handler -> lost response
 (only after a 2xx: the object exists, the answer is dropped or delayed) -> answer.
 """
 
@@ -193,7 +193,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 else Response(404, {"detail": "Not Found"})
             )
             return self._respond(missing, counted=True)
-        if not emulator.authorized(self.headers.get("X-Client-Secret"), self.headers.get("Authorization")):
+        revoked = faults.config.credentials_revoked
+        if revoked:
+            counters.record_fault("credentials_revoked")
+        if revoked or not emulator.authorized(
+            self.headers.get("X-Client-Secret"), self.headers.get("Authorization")
+        ):
             unauthorized = Response(
                 401,
                 {
