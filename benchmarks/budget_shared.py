@@ -138,12 +138,26 @@ def _worker(
 
 
 @contextmanager
-def emulator_process(rate: float, log_path: Path) -> Iterator[str]:
-    """The emulator as a separate process with a strict token bucket; yields its /mrv/v0 base URL."""
-    faults = json.dumps({"rate_limit": {"rate_per_second": rate, "burst": 1}})
+def emulator_process(
+    rate: float | None, log_path: Path, faults: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """The emulator as a separate process, with a strict token bucket of `rate` req/s (None: unlimited)
+    and any other `faults`; yields its /mrv/v0 base URL."""
+    config = dict(faults or {})
+    if rate is not None:
+        config["rate_limit"] = {"rate_per_second": rate, "burst": 1}
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "dmrv_sync.emulator", "--port", "0", "--quiet", "--faults", faults],
+            [
+                sys.executable,
+                "-m",
+                "dmrv_sync.emulator",
+                "--port",
+                "0",
+                "--quiet",
+                "--faults",
+                json.dumps(config),
+            ],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -208,14 +222,17 @@ def scratch_database(url: str | None, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def run(rate: float, seconds: float, processes: int, database_url: str | None, jitter_allowance: float) -> int:
+def run(
+    rate: float, seconds: float, processes: int, database_url: str | None, jitter_allowance: float
+) -> int:
     from dmrv_sync.emulator.admin_client import EmulatorAdmin
 
     with tempfile.TemporaryDirectory(prefix="dmrv-bench-") as tmp:
         workdir = Path(tmp)
-        with scratch_database(database_url, workdir) as db_url, emulator_process(
-            rate, workdir / "emulator.log"
-        ) as base_url:
+        with (
+            scratch_database(database_url, workdir) as db_url,
+            emulator_process(rate, workdir / "emulator.log") as base_url,
+        ):
             admin = EmulatorAdmin(base_url.removesuffix("/mrv/v0") + "/_emulator")
             ctx = mp.get_context("spawn")
             ready, results = ctx.Queue(), ctx.Queue()
@@ -286,10 +303,7 @@ def report(
     for error in errors:
         print(f"worker error: {error}")
     ok = too_many == 0 and ratio >= TARGET_RATIO and not errors
-    print(
-        f"targets (0 x 429, >= {TARGET_RATIO:.0%} of the limit): "
-        + ("met" if ok else "MISSED")
-    )
+    print(f"targets (0 x 429, >= {TARGET_RATIO:.0%} of the limit): " + ("met" if ok else "MISSED"))
     return 0 if ok else 1
 
 
@@ -302,7 +316,9 @@ def _gaps(results: list[WorkerResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.budget_shared", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.budget_shared", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="registry limit and budget rate, req/s")
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--processes", type=int, default=2, help="worker processes sharing the credential")
