@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import select
+
 from dmrv_sync.db.models import Facility
 from dmrv_sync.db.session import get_session_factory
+from dmrv_sync.db.sync_state import RegistryIdentity
 from dmrv_sync.identity import IdentityService
 from dmrv_sync.registries.catalog import build_adapter
 from dmrv_sync.settings import Settings, get_settings
@@ -145,6 +148,20 @@ def link_facility(
         if facility is None:
             raise UserError(f"there is no facility {facility_id} in the DMRV database")
         name = facility.name
+        # Two local facilities cannot be one registry facility: their batches would be filed as one site's.
+        other = session.scalars(
+            select(RegistryIdentity.entity_id).where(
+                RegistryIdentity.entity_type == "facility",
+                RegistryIdentity.registry_name == registry,
+                RegistryIdentity.external_id == external_id,
+                RegistryIdentity.entity_id != str(key),
+            )
+        ).first()
+        if other is not None:
+            raise UserError(
+                f"{external_id} is already linked to facility {other}; one {registry} facility is one local "
+                f"facility. Link facility {key} ({name}) to its own facility ID, or relink {other} first"
+            )
     identities = identity_service(settings)
     identity = identities.get_or_create_registry_identity("facility", str(key), registry, "facility")
     if identity.external_id == external_id and identity.sync_status.value == "synced":

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +52,10 @@ from dmrv_sync.sync.adapter import (
 from dmrv_sync.sync.lineage import apply_registry_values
 
 logger = logging.getLogger("dmrv_sync.sync")
+
+# What reading a row of wrongly typed values raises (SQLite stores any type in any column): a bad date
+# or number (ValueError, decimal.InvalidOperation), an unknown enum value (LookupError).
+UNREADABLE = (ValueError, TypeError, LookupError, ArithmeticError)
 
 EntityStatus = Literal["synced", "error", "unknown", "drifted", "busy", "not_ready", "missing"]
 HAS_OBJECT = (SyncStatus.SYNCED, SyncStatus.DRIFTED)
@@ -188,8 +193,7 @@ class SyncEngine:
             ):
                 rows.setdefault(row.entity_id, []).append(row)
             chosen: list[str] = []
-            for entity in session.scalars(select(model).order_by(model.updated_at, model.id)):
-                entity_id = str(entity.id)
+            for entity_id, entity in self._rows(session, model):
                 steps = {r.external_entity_type: r for r in rows.get(entity_id, [])}
                 failed = any(
                     r.sync_status in (SyncStatus.ERROR, SyncStatus.UNKNOWN)
@@ -202,6 +206,10 @@ class SyncEngine:
                 )
                 if which == "failed":
                     if failed:
+                        chosen.append(entity_id)
+                    continue
+                if entity is None:  # unreadable: syncing it stores the error on it
+                    if which == "all" or not failed:
                         chosen.append(entity_id)
                     continue
                 if not self.adapter.is_ready(entity_type, entity):
@@ -288,7 +296,11 @@ class SyncEngine:
     def _sync_entity(self, entity_type: str, entity_id: str) -> EntityResult:
         spec = self.adapter.entities[entity_type]
         with self._sessions() as session:
-            entity = self._load(session, entity_type, entity_id)
+            try:
+                entity = self._load(session, entity_type, entity_id)
+            except UNREADABLE as exc:
+                session.rollback()
+                return self._block_unreadable(session, spec, entity_type, entity_id, exc)
             if entity is None:
                 return EntityResult(
                     entity_type,
@@ -584,6 +596,54 @@ class SyncEngine:
                 select(model.id).order_by(column.is_(None), column, model.created_at, model.id)
             )
             return [str(key) for (key,) in rows if str(key) in wanted]
+
+    def _rows(self, session: Session, model: Any) -> list[tuple[str, Any]]:
+        """Every row of `model` as (id, entity), oldest change first; the entity is None for a row the
+        database driver cannot read (e.g. text in a date column on SQLite), so one such row never hides
+        the others."""
+        query = select(model).order_by(model.updated_at, model.id)
+        try:
+            return [(str(entity.id), entity) for entity in session.scalars(query)]
+        except UNREADABLE:
+            session.rollback()
+        rows: list[tuple[str, Any]] = []
+        for (key,) in session.execute(select(model.id).order_by(model.updated_at, model.id)).all():
+            try:
+                rows.append((str(key), session.get(model, key)))
+            except UNREADABLE:
+                session.rollback()
+                rows.append((str(key), None))
+        return rows
+
+    def _block_unreadable(
+        self, session: Session, spec: EntitySpec, entity_type: str, entity_id: str, exc: Exception
+    ) -> EntityResult:
+        """A row that cannot be loaded: an error on it naming each field that cannot be read; nothing sent."""
+        model = ENTITY_MODELS[entity_type]
+        problems = []
+        for column in sa_inspect(model, raiseerr=True).columns:
+            try:
+                session.execute(select(column).where(model.id == uuid.UUID(entity_id))).all()
+            except UNREADABLE as field_exc:
+                session.rollback()
+                problems.append(
+                    f"field {column.key} holds a value that is not a valid {column.type} ({field_exc})"
+                )
+        blocker = (
+            f"{entity_type} {entity_id}: cannot be read from the DMRV database: "
+            f"{'; '.join(problems) or repr(exc)}. Fix the value in the database; nothing was sent"
+        )
+        identities = [
+            self.identities.get_or_create_registry_identity(
+                entity_type, entity_id, self.adapter.name, step.external_entity_type
+            )
+            for step in spec.steps
+        ]
+        open_steps = [r for r in identities if r.sync_status not in HAS_OBJECT]
+        result = EntityResult(entity_type, entity_id, "error", message=blocker)
+        if not open_steps:
+            return result
+        return self._block(result, spec, open_steps[0], [blocker])
 
     def _load(self, session: Session, entity_type: str, entity_id: str) -> Any:
         model = ENTITY_MODELS[entity_type]

@@ -161,6 +161,13 @@ DATAPOINTS: dict[str, _DatapointSpec] = {
     ),
 }
 STEP_OF_VALUE = {spec.value: step for step, spec in DATAPOINTS.items()}
+
+# External IDs that come from outside the sync (linked by hand, looked up): their ID prefix and the
+# payload field that carries them, checked before they are sent.
+_LINKED_ID_PREFIX = {
+    "facility": ("fcl_", "facility_id"),
+    "feedstock_type": ("ftt_", "feedstock_type_ids"),
+}
 assert set(STEP_OF_VALUE) == set(MONITORED_VALUES)
 
 
@@ -405,6 +412,15 @@ class IsometricAdapter(RegistryAdapter):
             raise MissingExternalId(
                 f"needs the {external_type} of {entity_type} {entity_id}, which is not in Isometric yet"
             )
+        if external_type in _LINKED_ID_PREFIX:
+            # Linked or looked up, so possibly typed by hand: a wrong one must not reach the API.
+            prefix, field_name = _LINKED_ID_PREFIX[external_type]
+            if not external_id.startswith(prefix):
+                raise MissingExternalId(
+                    f"{field_name}: the Isometric {external_type} ID stored for {entity_type} {entity_id}, "
+                    f"{external_id!r}, is not a {prefix}… ID; nothing was sent. Fix the link (for a facility: "
+                    f"`dmrv-sync link facility {entity_id} fcl_... --relink`), then retry (dmrv-sync sync failed)"
+                )
         return external_id
 
     # -- calls --------------------------------------------------------------------------------------
