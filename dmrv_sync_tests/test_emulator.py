@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -281,6 +282,33 @@ def test_rate_limit_answers_429_with_retry_after(emulator_process: RunningEmulat
         assert int(statuses[2].headers["Retry-After"]) >= 1  # integer seconds
         assert isinstance(statuses[2].json()["detail"], str)
     assert emulator_process.admin.stats()["requests"]["faults_injected"]["rate_limit"] == 1
+
+
+def test_the_rate_limit_charges_requests_in_arrival_order_whatever_their_latency(
+    emulator_process: RunningEmulator,
+) -> None:
+    """A request that arrived first but is held back longer by the emulated latency keeps its token: the
+    bucket decides at arrival. (It used to decide after the latency, so the later, faster request took the
+    token and the earlier one got a 429 no real rate limit would send.)"""
+    emulator_process.admin.set_faults(
+        {
+            "rate_limit": {"rate_per_second": 10, "burst": 1},
+            "latency": {"fixed_ms": 400, "path": "^/production_batches$"},
+        }
+    )
+    statuses: dict[str, int] = {}
+
+    def get(path: str) -> None:
+        with client(emulator_process) as api:
+            statuses[path] = api.get(path).status_code
+
+    slow = threading.Thread(target=get, args=("/production_batches",))
+    slow.start()  # arrives first, answered after 400 ms
+    time.sleep(0.15)  # the second arrives 150 ms later: past the 100 ms interval of a 10/s limit
+    get("/biochar_applications")
+    slow.join()
+    assert statuses == {"/production_batches": 200, "/biochar_applications": 200}
+    assert emulator_process.admin.stats()["requests"]["faults_injected"]["rate_limit"] == 0
 
 
 def test_server_errors(emulator_process: RunningEmulator, feedstock_type_id: str) -> None:

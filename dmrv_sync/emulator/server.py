@@ -4,9 +4,10 @@ The stdlib server is used (not an ASGI framework) because faults must act on the
 itself: a reset is SO_LINGER(1, 0) + close, which sends an RST; a dropped answer closes the
 connection without a response.
 
-Order of a /mrv/v0 request: route match and counting -> latency -> connection reset -> rate limit (429)
--> server error (5xx) -> 404/405 -> authentication (401; every request while `credentials_revoked`) -> 422 rules -> the handler -> lost response
-(only after a 2xx: the object exists, the answer is dropped or delayed) -> answer.
+Order of a /mrv/v0 request: route match and counting -> the rate limit's decision (at arrival) -> latency
+-> connection reset -> the rate limit's 429 -> server error (5xx) -> 404/405 -> authentication (401; every
+request while `credentials_revoked`) -> 422 rules -> the handler -> lost response (only after a 2xx: the
+object exists, the answer is dropped or delayed) -> answer.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         route, path_params, path_exists = emulator.api.router.match(method, path)
         counters.record_request(method, route.template if route else "(no route)")
 
+        # The bucket decides at arrival, before the emulated latency: a request that arrived first but drew a
+        # longer delay must not find its token taken by a later arrival that drew a shorter one.
+        retry_after = faults.rate_limited(method, path, arrived_at=self._arrived_at)
         delay = faults.latency_seconds(method, path)
         if delay > 0:
             counters.record_fault("latency")
@@ -174,7 +178,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
             counters.record_fault("connection_reset")
             self._close_socket(reset=True)
             return "connection reset"
-        retry_after = faults.rate_limited(method, path, arrived_at=self._arrived_at)
         if retry_after is not None:
             counters.record_fault("rate_limit")
             too_many = Response(429, {"detail": "Too Many Requests"}, {"Retry-After": str(retry_after)})
