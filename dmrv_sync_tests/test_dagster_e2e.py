@@ -134,6 +134,15 @@ def test_sensors_push_everything_and_a_backfill_of_failed_partitions_turns_them_
     # --- the user pauses the sensors (the UI's toggle), fixes the data, backfills what failed ------
     for entity_type in ENTITY_SENSORS:
         assert stack.set_sensor(f"{entity_type}_sensor", running=False) == "STOPPED"
+
+    # A tick the daemon started before the toggle still finishes; had it read the fixed records, they
+    # would have been consumed without a run. So, like a careful user, fix only once none is in flight.
+    def no_tick_in_flight() -> bool:
+        from dagster._core.scheduler.instigation import TickStatus
+
+        return all(not t or t[0].status != TickStatus.STARTED for t in stack.sensor_ticks(limit=1).values())
+
+    stack.wait_for("sensor ticks in flight to finish", no_tick_in_flight, timeout=120)
     empty_batch = world.fix()
     failed_before = {t: partition_status(stack, t, ASSETS[t])[1] for t in ENTITY_SENSORS}
     to_backfill = {t: keys for t, keys in failed_before.items() if keys}
