@@ -230,11 +230,19 @@ def _one_worker(stack: Stack, fault: Fault, threshold: int) -> str:
     return f"first pass exit {code}"  # the injected faults are listed beside it
 
 
-def _sigkill(stack: Stack, fault: Fault, threshold: int) -> str:
+def _worker_past(stack: Stack, fault: Fault, threshold: int, point: str) -> subprocess.Popen[str]:
+    """The first-pass worker, once it has created `threshold` objects and is still running."""
     process = stack.start_worker("pending", f"{fault.name}-first")
-    wait_for("creates before the kill", lambda: stack.creates() >= threshold or process.poll() is not None)
+    wait_for(
+        f"creates before the {point}", lambda: stack.creates() >= threshold or process.poll() is not None
+    )
     if process.poll() is not None:
-        raise RuntimeError("the worker finished before the kill point: raise --scale")
+        raise RuntimeError(f"the worker finished before the {point} point: raise --scale")
+    return process
+
+
+def _sigkill(stack: Stack, fault: Fault, threshold: int) -> str:
+    process = _worker_past(stack, fault, threshold, "kill")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     with get_session_factory(stack.db_url)() as session:
@@ -266,10 +274,7 @@ def _race(stack: Stack, fault: Fault, threshold: int) -> str:
 
 def _pg_restart(stack: Stack, fault: Fault, threshold: int) -> str:
     assert stack.cluster is not None
-    process = stack.start_worker("pending", f"{fault.name}-first")
-    wait_for("creates before the restart", lambda: stack.creates() >= threshold or process.poll() is not None)
-    if process.poll() is not None:
-        raise RuntimeError("the worker finished before the restart point: raise --scale")
+    process = _worker_past(stack, fault, threshold, "restart")
     restarted_at = stack.creates()
     stack.cluster.restart()
     code = process.wait(timeout=WAIT_TIMEOUT)
@@ -507,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["worker"]:
         return worker(argv[1], argv[2])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", type=int, default=900, help="demo seed --scale (900: about 1,070 entities)")
+    parser.add_argument(
+        "--scale", type=int, default=900, help="demo seed --scale (900: about 1,070 entities)"
+    )
     parser.add_argument(
         "--faults", default=",".join(FAULTS), help=f"comma-separated, of: {', '.join(FAULTS)}"
     )
