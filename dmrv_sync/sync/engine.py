@@ -13,14 +13,14 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
+from sqlalchemy import literal, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from dmrv_sync.db.base import utcnow
@@ -56,6 +56,11 @@ logger = logging.getLogger("dmrv_sync.sync")
 # What reading a row of wrongly typed values raises (SQLite stores any type in any column): a bad date
 # or number (ValueError, decimal.InvalidOperation), an unknown enum value (LookupError).
 UNREADABLE = (ValueError, TypeError, LookupError, ArithmeticError)
+
+# Rows read at once when selecting work (and entities synced at once by sync_all): what `select`
+# holds in memory besides the chosen IDs.
+ROWS_PER_CHUNK = 500
+SYNC_CHUNK = 500
 
 EntityStatus = Literal["synced", "error", "unknown", "drifted", "busy", "not_ready", "missing"]
 HAS_OBJECT = (SyncStatus.SYNCED, SyncStatus.DRIFTED)
@@ -179,55 +184,80 @@ class SyncEngine:
 
     def select(self, entity_type: str, which: Literal["pending", "failed", "all"]) -> list[str]:
         """IDs to sync. pending: ready, and not in the registry or changed since; failed: a step in
-        error or unknown, or held by an expired lease."""
+        error or unknown, or held by an expired lease.
+
+        Streams: the rows are read ROWS_PER_CHUNK at a time with the sync state of just those (the
+        columns it is judged by, not whole identity rows), and let go of before the next chunk, so the
+        memory it takes is the chosen IDs and one chunk, however many rows the table holds."""
         spec = self.adapter.entities[entity_type]
         model = ENTITY_MODELS[entity_type]
         now = self._clock()
+        chosen: list[str] = []
         with self._sessions() as session:
-            rows: dict[str, list[RegistryIdentity]] = {}
-            for row in session.scalars(
-                select(RegistryIdentity).where(
-                    RegistryIdentity.entity_type == entity_type,
-                    RegistryIdentity.registry_name == self.adapter.name,
-                )
-            ):
-                rows.setdefault(row.entity_id, []).append(row)
-            chosen: list[str] = []
-            for entity_id, entity in self._rows(session, model):
-                steps = {r.external_entity_type: r for r in rows.get(entity_id, [])}
-                failed = any(
-                    r.sync_status in (SyncStatus.ERROR, SyncStatus.UNKNOWN)
-                    or (
-                        r.sync_status == SyncStatus.SYNCING
-                        and r.lease_expires_at
-                        and r.lease_expires_at < now
-                    )
-                    for r in steps.values()
-                )
-                if which == "failed":
-                    if failed:
+            for chunk in self._rows(session, model):
+                states = self._step_states(session, entity_type, [entity_id for entity_id, _ in chunk])
+                for entity_id, entity in chunk:
+                    if self._chosen(entity_type, spec, which, now, entity, states.get(entity_id, {})):
                         chosen.append(entity_id)
-                    continue
-                if entity is None:  # unreadable: syncing it stores the error on it
-                    if which == "all" or not failed:
-                        chosen.append(entity_id)
-                    continue
-                if not self.adapter.is_ready(entity_type, entity):
-                    continue
-                if which == "all":
-                    chosen.append(entity_id)
-                    continue
-                if failed:
-                    continue
-                done = [steps.get(t) for t in spec.external_types]
-                if all(r is not None and r.sync_status in HAS_OBJECT for r in done):
-                    synced_at = min(r.last_synced_at or now for r in done if r is not None)
-                    if entity.updated_at <= synced_at:
-                        continue  # in the registry and unchanged since
-                if any(r is not None and r.sync_status == SyncStatus.SYNCING for r in done):
-                    continue  # a live lease: another worker is on it
-                chosen.append(entity_id)
-            return chosen
+                session.expunge_all()
+        # The chunks are separate reads: a row changed meanwhile moves to the end and is read again.
+        return list(dict.fromkeys(chosen))
+
+    def _chosen(
+        self,
+        entity_type: str,
+        spec: EntitySpec,
+        which: Literal["pending", "failed", "all"],
+        now: datetime,
+        entity: Any,
+        steps: dict[str, Any],
+    ) -> bool:
+        """Whether `select` takes this entity (None: a row that cannot be read), given its steps' state."""
+        failed = any(
+            r.sync_status in (SyncStatus.ERROR, SyncStatus.UNKNOWN)
+            or (r.sync_status == SyncStatus.SYNCING and r.lease_expires_at and r.lease_expires_at < now)
+            for r in steps.values()
+        )
+        if which == "failed":
+            return failed
+        if entity is None:  # unreadable: syncing it stores the error on it
+            return which == "all" or not failed
+        if not self.adapter.is_ready(entity_type, entity):
+            return False
+        if which == "all":
+            return True
+        if failed:
+            return False
+        done = [steps.get(t) for t in spec.external_types]
+        if all(r is not None and r.sync_status in HAS_OBJECT for r in done):
+            synced_at = min(r.last_synced_at or now for r in done if r is not None)
+            if entity.updated_at <= synced_at:
+                return False  # in the registry and unchanged since
+        # a live lease: another worker is on it
+        return not any(r is not None and r.sync_status == SyncStatus.SYNCING for r in done)
+
+    def _step_states(
+        self, session: Session, entity_type: str, entity_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """{entity ID: {external type: (sync_status, lease_expires_at, last_synced_at)}} of these entities
+        in this registry, as rows of just those columns."""
+        states: dict[str, dict[str, Any]] = {}
+        rows = session.execute(
+            select(
+                RegistryIdentity.entity_id,
+                RegistryIdentity.external_entity_type,
+                RegistryIdentity.sync_status,
+                RegistryIdentity.lease_expires_at,
+                RegistryIdentity.last_synced_at,
+            ).where(
+                RegistryIdentity.entity_type == entity_type,
+                RegistryIdentity.registry_name == self.adapter.name,
+                RegistryIdentity.entity_id.in_(entity_ids),
+            )
+        )
+        for row in rows:
+            states.setdefault(row.entity_id, {})[row.external_entity_type] = row
+        return states
 
     def due_for_retry(
         self, entity_type: str, *, base_seconds: float = 300, cap_seconds: float = 86_400
@@ -263,7 +293,13 @@ class SyncEngine:
         """Every selected entity of every type, parents' types first."""
         report = SyncReport()
         for entity_type in self.entity_order():
-            report.results.extend(self.sync_entities(entity_type, self.select(entity_type, which)))
+            selected = self.select(entity_type, which)
+            sequential_by = self.adapter.entities[entity_type].sequential_by
+            if sequential_by is not None:  # in order across the chunks too, not only inside each
+                selected = self._ordered(entity_type, selected, sequential_by)
+            # In chunks: one chunk's tasks and sessions at a time, not one per entity of a whole backlog.
+            for start in range(0, len(selected), SYNC_CHUNK):
+                report.results.extend(self.sync_entities(entity_type, selected[start : start + SYNC_CHUNK]))
         return report
 
     def sync_entities(self, entity_type: str, entity_ids: Sequence[str]) -> list[EntityResult]:
@@ -597,23 +633,48 @@ class SyncEngine:
             )
             return [str(key) for (key,) in rows if str(key) in wanted]
 
-    def _rows(self, session: Session, model: Any) -> list[tuple[str, Any]]:
-        """Every row of `model` as (id, entity), oldest change first; the entity is None for a row the
-        database driver cannot read (e.g. text in a date column on SQLite), so one such row never hides
-        the others."""
-        query = select(model).order_by(model.updated_at, model.id)
-        try:
-            return [(str(entity.id), entity) for entity in session.scalars(query)]
-        except UNREADABLE:
-            session.rollback()
-        rows: list[tuple[str, Any]] = []
-        for (key,) in session.execute(select(model.id).order_by(model.updated_at, model.id)).all():
+    def _rows(self, session: Session, model: Any) -> Iterator[list[tuple[str, Any]]]:
+        """Every row of `model` as (id, entity), oldest change first, in chunks of ROWS_PER_CHUNK; the
+        entity is None for a row the database driver cannot read (e.g. text in a date column on
+        SQLite), so one such row never hides the others.
+
+        Keyset pagination on (updated_at, id), like the sensors' read: each chunk starts after the
+        (updated_at, id) of the last row of the one before, as it was read (a row changed meanwhile
+        moves to the end, and none is skipped); when that row could not be read, the database looks
+        its updated_at up by its id."""
+        order = (model.updated_at, model.id)
+        after: list[Any] = []
+        while True:
             try:
-                rows.append((str(key), session.get(model, key)))
+                entities = list(
+                    session.scalars(select(model).where(*after).order_by(*order).limit(ROWS_PER_CHUNK))
+                )
+                chunk = [(str(entity.id), entity) for entity in entities]
+                keys = [entity.id for entity in entities]
             except UNREADABLE:
                 session.rollback()
-                rows.append((str(key), None))
-        return rows
+                keys = list(
+                    session.scalars(select(model.id).where(*after).order_by(*order).limit(ROWS_PER_CHUNK))
+                )
+                chunk = []
+                for key in keys:
+                    try:
+                        chunk.append((str(key), session.get(model, key)))
+                    except UNREADABLE:
+                        session.rollback()
+                        chunk.append((str(key), None))
+            if len(keys) == ROWS_PER_CHUNK:  # where the next chunk starts (read before the caller goes on)
+                last_key, last = keys[-1], chunk[-1][1]
+                updated_at = (
+                    literal(last.updated_at, model.updated_at.type)
+                    if last is not None
+                    else select(model.updated_at).where(model.id == last_key).scalar_subquery()
+                )
+                after = [tuple_(*order) > tuple_(updated_at, literal(last_key, model.id.type))]
+            if chunk:
+                yield chunk
+            if len(keys) < ROWS_PER_CHUNK:
+                return
 
     def _block_unreadable(
         self, session: Session, spec: EntitySpec, entity_type: str, entity_id: str, exc: Exception
