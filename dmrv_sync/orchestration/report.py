@@ -1,17 +1,23 @@
 """The status report asset: objects per registry × external type × sync status, as a table and a chart."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 from sqlalchemy import func, select
 
 from dmrv_sync.db.session import get_session_factory
 from dmrv_sync.db.sync_state import RegistryIdentity
 from dmrv_sync.orchestration.assets import DATABASE_RESOURCE
 
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: every run process loads this module, few need pandas
+
 BAR_WIDTH = 40
 
 
-def sync_status_frame(database_url: str) -> pd.DataFrame:
+def sync_status_frame(database_url: str) -> "pd.DataFrame":
+    import pandas as pd
+
     query = select(
         RegistryIdentity.registry_name.label("registry"),
         RegistryIdentity.external_entity_type.label("external_type"),
@@ -33,7 +39,7 @@ def sync_status_frame(database_url: str) -> pd.DataFrame:
     ).reset_index()
 
 
-def bar_chart(frame: pd.DataFrame) -> str:
+def bar_chart(frame: "pd.DataFrame") -> str:
     """A text bar chart per (registry, type): █ synced, ░ everything else. Renders in any markdown."""
     if frame.empty:
         return "nothing synced yet"

@@ -31,7 +31,8 @@ from dmrv_sync.registries.catalog import REGISTRY_ENTITIES, build_rules
 from dmrv_sync.settings import get_settings
 from dmrv_sync.sync.adapter import RegistryAdapter
 
-DEFAULT_RECORDS_PER_TICK = int(os.environ.get("DMRV_SENSOR_RECORDS_PER_TICK", "300"))
+# One tick reads up to one full run of records: fewer, fuller runs (each run costs a process start).
+DEFAULT_RECORDS_PER_TICK = int(os.environ.get("DMRV_SENSOR_RECORDS_PER_TICK", "500"))
 PARTITIONS_PER_RUN = int(os.environ.get("DMRV_PARTITIONS_PER_RUN", "500"))
 SENSOR_INTERVAL_SECONDS = int(os.environ.get("DMRV_SENSOR_INTERVAL_SECONDS", "30"))
 # A child waits for parents on their way to the registry at most this long, then goes (and fails
