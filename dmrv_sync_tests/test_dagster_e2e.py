@@ -35,8 +35,10 @@ from dmrv_sync.registries.catalog import REGISTRY_ENTITIES
 from dmrv_sync_tests.fixtures.dagster import (
     ENTITY_SENSORS,
     DagsterStack,
+    launch_backfill,
     partition_status,
     sync_stats,
+    wait_for_backfill,
     wait_until_settled,
 )
 
@@ -53,24 +55,6 @@ EXPECTED_MESSAGE = {
     "no applications": "a credit batch needs at least one applied application",
 }
 INVALID_LINE = re.compile(r"^\s+(\w+) ([0-9a-f-]{36}): (.+)$")
-
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionKeysNotFoundError { message }
-    ... on InvalidSubsetError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
-BACKFILL_STATUS = """
-query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  __typename ... on PartitionBackfill { status numPartitions } ... on PythonError { message } } }
-"""
-BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 def test_sensors_push_everything_and_a_backfill_of_failed_partitions_turns_them_green(
@@ -149,26 +133,12 @@ def test_sensors_push_everything_and_a_backfill_of_failed_partitions_turns_them_
     assert set(to_backfill) == {"production_run", "application", "credit_batch"}
 
     backfill_started = time.monotonic()
-    params = {
-        "partitionsByAssets": [
-            {
-                "assetKey": {"path": ["isometric", ASSETS[entity_type]]},
-                "partitions": {"ranges": [{"start": key, "end": key} for key in sorted(keys)]},
-            }
-            for entity_type, keys in to_backfill.items()
-        ],
-        "title": "failed partitions after the data fix",
-    }
-    launched = stack.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def backfill_done() -> str | None:
-        backfill = stack.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-        done = backfill["status"] in BACKFILL_DONE and not stack.active_runs()
-        return backfill["status"] if done else None
-
-    final = stack.wait_for("the backfill to finish", backfill_done, timeout=300)
+    backfill_id = launch_backfill(
+        stack,
+        {ASSETS[t]: [(key, key) for key in sorted(keys)] for t, keys in to_backfill.items()},
+        "failed partitions after the data fix",
+    )
+    final = wait_for_backfill(stack, backfill_id, timeout=300)
     backfill_runs = stack.runs(**{"dagster/backfill": backfill_id})
     assert backfill_runs, "the daemon's backfill daemon launched runs"
     assert final in ("COMPLETED_FAILED", "FAILED", "COMPLETED"), "the empty credit batch fails again"
