@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     isometric_requests_per_second: float = Field(
         default=2.0, gt=0, description="Request budget shared by every process using this credential."
     )
+    isometric_rate_limit_burst: int = Field(
+        default=1,
+        ge=1,
+        description="How many requests the registry's limiter lets through at once. 1 (the strictest, a "
+        "token bucket of one): every interval gets a few milliseconds of allowance for arrival jitter. "
+        "2 or more: requests are paced at exactly the rate, the bucket absorbs the jitter.",
+    )
 
     # Validation limits (Isometric's biochar protocol, as public summaries report it): defaults a user
     # can change, not law.
