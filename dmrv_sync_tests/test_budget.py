@@ -16,7 +16,13 @@ from sqlalchemy import select
 from dmrv_sync.db.migrate import upgrade
 from dmrv_sync.db.session import get_engine, get_session_factory
 from dmrv_sync.db.sync_state import RequestBudget as RequestBudgetRow
-from dmrv_sync.registries.budget import DatabaseBudget, LocalBudget, UnlimitedBudget, budget_key
+from dmrv_sync.registries.budget import (
+    DEFAULT_JITTER_ALLOWANCE,
+    DatabaseBudget,
+    LocalBudget,
+    UnlimitedBudget,
+    budget_key,
+)
 from dmrv_sync.registries.isometric.client import IsometricClient
 from dmrv_sync.settings import Settings
 
@@ -268,7 +274,7 @@ def test_a_sleeper_woken_too_late_gives_its_slot_up_and_queues_again() -> None:
     assert now[0] == pytest.approx(100.208)
 
 
-@pytest.mark.parametrize(("burst", "interval"), [(1, 0.020 + 0.004), (5, 0.020)])
+@pytest.mark.parametrize(("burst", "interval"), [(1, 0.020 + DEFAULT_JITTER_ALLOWANCE), (5, 0.020)])
 def test_the_jitter_allowance_is_spent_only_against_a_limiter_without_room_for_a_burst(
     tmp_path: Path, burst: int, interval: float
 ) -> None:
@@ -286,4 +292,6 @@ def test_the_jitter_allowance_is_spent_only_against_a_limiter_without_room_for_a
         assert isinstance(budget, DatabaseBudget)
         slots = [budget.reserve() for _ in range(3)]
     gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
-    assert gaps == pytest.approx([interval, interval], abs=EPSILON)  # epoch seconds: about 0.1 µs of float noise
+    assert gaps == pytest.approx(
+        [interval, interval], abs=EPSILON
+    )  # epoch seconds: about 0.1 µs of float noise

@@ -41,10 +41,14 @@ from dmrv_sync.db.sync_state import RequestBudget as RequestBudgetRow
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
-# Added to every interval by the clients built from settings (see _PacedBudget). Measured with
-# benchmarks/budget_shared.py against the emulator's burst-1 bucket: arrivals move by ±1-3 ms around
-# their slots; 4 ms removes the 429s and costs 0.8% of the throughput at 2 req/s, 3.8% at 10 req/s.
+# Added to every interval by the clients built from settings when the registry's limiter has no room
+# for a burst (see _PacedBudget). Measured against the emulator's burst-1 bucket: with two worker
+# processes and nothing else running (benchmarks/budget_shared.py) arrivals move by ±1-3 ms around
+# their slots and 4 ms removed the 429s; it costs 0.8 % of the throughput at 2 req/s, 3.8 % at 10.
 DEFAULT_JITTER_ALLOWANCE = 0.004
+# A thread woken for its slot must take the GIL back from the process's other threads, which hold it
+# for up to the interpreter's switch interval (5 ms by default) each: a paced client sets this.
+PACED_SWITCH_INTERVAL = 0.001
 # How many times one acquire() gives up a slot it woke too late for before sending anyway.
 MAX_LATE_RESERVATIONS = 5
 
