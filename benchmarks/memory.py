@@ -16,7 +16,7 @@ VmHWM from /proc/self/status, and the table's last line says how far the two dif
             (it must return all N IDs);
   (c)       one tick of the real application_sensor with the whole backlog new, evaluated through
             dg.build_sensor_context on a fresh temporary Dagster instance (records per tick as deployed:
-            DMRV_SENSOR_RECORDS_PER_TICK, default 500);
+            DMRV_SENSOR_RECORDS_PER_TICK, default 1,000);
   (b)       one Dagster run as the sensor launches it: the application asset over a range of the first
             DMRV_PARTITIONS_PER_RUN (default 500) of the N partitions, with `dg.materialize` in process,
             on a temporary Dagster instance that holds all N partitions of the dynamic partitions

@@ -23,7 +23,7 @@ process without a rate limit:
    `dg.build_sensor_context` with the instance and the DMRV database resource, each SensorResult's
    dynamic_partitions_requests applied with `instance.add_dynamic_partitions` (what the daemon does),
    and the cursor carried, until every application has its partition. Records per tick: the sensor's
-   DMRV_SENSOR_RECORDS_PER_TICK (default 500), or `--records-per-tick`. A tick = evaluation + applying
+   DMRV_SENSOR_RECORDS_PER_TICK (default 1,000), or `--records-per-tick`. A tick = evaluation + applying
    its partition request (the daemon would also create the requested runs: counted, not launched).
 3. A run: with all N partitions on the asset, one ranged run of `--run-partitions` (500) partitions of
    `isometric/biochar_application` — the last ones added — with the range tags a sensor's RunRequest
