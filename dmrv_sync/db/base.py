@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Integer, MetaData, Uuid
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Dialect, Integer, MetaData, Uuid, literal, tuple_
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -59,3 +59,13 @@ class EntityMixin:
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def after(cls, updated_at: datetime | ColumnElement[Any], key: uuid.UUID) -> ColumnElement[bool]:
+        """Rows after (updated_at, id) in (updated_at, id) order, as a row-value comparison: one index
+        range scan, however many rows lie before (an OR of two conditions made PostgreSQL collect and
+        sort every row after). `updated_at` may be an SQL expression (e.g. a subquery)."""
+        bound = (
+            updated_at if isinstance(updated_at, ColumnElement) else literal(updated_at, cls.updated_at.type)
+        )
+        return tuple_(cls.updated_at, cls.id) > tuple_(bound, literal(key, cls.id.type))

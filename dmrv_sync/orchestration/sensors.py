@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import select
 
 from dmrv_sync.db.models import ENTITY_MODELS
 from dmrv_sync.db.session import get_session_factory
@@ -65,14 +65,7 @@ def changed_records(session: Any, entity_type: str, after: Position | None, limi
     model = ENTITY_MODELS[entity_type]
     query = select(model).order_by(model.updated_at, model.id).limit(limit)
     if after is not None:
-        key = uuid.UUID(after.entity_id)
-        # A row-value comparison: one index range scan in cursor order, so the read costs the same
-        # however many rows lie before (or after) the cursor (an OR of two conditions made PostgreSQL
-        # collect and sort every row after the cursor).
-        query = query.where(
-            tuple_(model.updated_at, model.id)
-            > tuple_(literal(after.updated_at, model.updated_at.type), literal(key, model.id.type))
-        )
+        query = query.where(model.after(after.updated_at, uuid.UUID(after.entity_id)))
     return list(session.scalars(query))
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import literal, select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dmrv_sync.db.base import utcnow
@@ -294,9 +294,10 @@ class SyncEngine:
         report = SyncReport()
         for entity_type in self.entity_order():
             selected = self.select(entity_type, which)
-            sequential_by = self.adapter.entities[entity_type].sequential_by
-            if sequential_by is not None:  # in order across the chunks too, not only inside each
-                selected = self._ordered(entity_type, selected, sequential_by)
+            if self.adapter.entities[entity_type].sequential_by is not None:
+                # One at a time, in order across the whole selection: ordered once, no thread pool.
+                report.results.extend(self.sync_entities(entity_type, selected))
+                continue
             # In chunks: one chunk's tasks and sessions at a time, not one per entity of a whole backlog.
             for start in range(0, len(selected), SYNC_CHUNK):
                 report.results.extend(self.sync_entities(entity_type, selected[start : start + SYNC_CHUNK]))
@@ -666,11 +667,11 @@ class SyncEngine:
             if len(keys) == ROWS_PER_CHUNK:  # where the next chunk starts (read before the caller goes on)
                 last_key, last = keys[-1], chunk[-1][1]
                 updated_at = (
-                    literal(last.updated_at, model.updated_at.type)
+                    last.updated_at
                     if last is not None
                     else select(model.updated_at).where(model.id == last_key).scalar_subquery()
                 )
-                after = [tuple_(*order) > tuple_(updated_at, literal(last_key, model.id.type))]
+                after = [model.after(updated_at, last_key)]
             if chunk:
                 yield chunk
             if len(keys) < ROWS_PER_CHUNK:
