@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -40,9 +41,39 @@ def test_production_profile_loads_on_postgres(tmp_path: Path, monkeypatch: pytes
         monkeypatch.setenv("DAGSTER_PG_DB", parts.database or "")
         shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
         instance = _load(tmp_path)
-        assert instance.run_storage.__class__.__name__ == "PostgresRunStorage"
+        assert instance.run_storage.__class__.__name__ == "PooledPostgresRunStorage"
         instance.add_dynamic_partitions("application", ["a", "b"])
         assert instance.get_dynamic_partitions("application") == ["a", "b"]
+
+        # Each storage keeps its connection: successive statements run on one server backend (out of
+        # the box, dagster-postgres connects anew for each), and dispose() closes it.
+        storages = [instance.run_storage, instance.event_log_storage, instance.schedule_storage]
+        backends = [[_backend_pid(storage) for _ in range(3)] for storage in storages]
+        assert all(len(set(pids)) == 1 for pids in backends), backends
         instance.dispose()
+        instance.schedule_storage.dispose()  # DagsterInstance.dispose() leaves the schedule storage open
+        open_backends = {pids[0] for pids in backends} & _backends(url)
+        assert not open_backends, f"connections left open after dispose: {open_backends}"
     finally:
         drop_postgres_database(url)
+
+
+def _backend_pid(storage: Any) -> int:
+    from sqlalchemy import text
+
+    connect = getattr(storage, "connect", None) or storage._connect  # the event log storage's is private
+    with connect() as conn:
+        return int(conn.execute(text("select pg_backend_pid()")).scalar_one())
+
+
+def _backends(url: str) -> set[int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.scalars(text("select pid from pg_stat_activity where datname = current_database()"))
+            )
+    finally:
+        engine.dispose()
