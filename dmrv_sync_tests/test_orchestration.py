@@ -170,11 +170,16 @@ def test_sensors_push_parents_first_in_ranged_runs_with_per_partition_truth(
         assert application is not None
         application.site_name = "Renamed in the field"
         changed_id = str(application.id)
+    partitions_before = harness.instance.get_dynamic_partitions("application")
     again = harness.tick("application")
     assert isinstance(again, dg.SensorResult) and len(again.run_requests or []) == 1
     request = (again.run_requests or [])[0]
-    assert request.tags["dagster/asset_partition_range_start"] <= changed_id or True
-    assert not again.dynamic_partitions_requests
+    ordered = harness.instance.get_dynamic_partitions("application")
+    assert ordered == partitions_before, "a changed record adds no partition"
+    start, end = (
+        ordered.index(request.tags[f"dagster/asset_partition_range_{end}"]) for end in ("start", "end")
+    )
+    assert changed_id in ordered[start : end + 1], "the run's range covers the changed record"
     result = harness.run(request)
     assert any(
         e.event_type_value == "ASSET_MATERIALIZATION" and e.partition == changed_id for e in result.all_events
@@ -218,7 +223,9 @@ def test_confirm_and_retry_jobs(world: SyncWorld, harness: Harness) -> None:
     first = job.execute_in_process(instance=harness.instance, resources=harness.resources)
     assert first.success
     observations = [e for e in first.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    assert len(observations) == len(submitted), "each submitted statement moved its batch on (pending → submitted or verified)"
+    assert len(observations) == len(submitted), (
+        "each submitted statement moved its batch on (pending → submitted or verified)"
+    )
     second = job.execute_in_process(instance=harness.instance, resources=harness.resources)
     assert not [e for e in second.all_events if e.event_type_value == "ASSET_OBSERVATION"], "nothing changed"
 
