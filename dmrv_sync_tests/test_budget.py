@@ -274,15 +274,25 @@ def test_a_sleeper_woken_too_late_gives_its_slot_up_and_queues_again() -> None:
     assert now[0] == pytest.approx(100.208)
 
 
-@pytest.mark.parametrize(("burst", "interval"), [(1, 0.020 + DEFAULT_JITTER_ALLOWANCE), (5, 0.020)])
+@pytest.mark.parametrize(
+    ("rate", "burst", "interval"),
+    [
+        (50, 1, 0.020 + DEFAULT_JITTER_ALLOWANCE),
+        (50, 5, 0.020),
+        (2, 1, 0.500 + 0.010),  # slow: 2 % of the interval, more than 4 ms
+        (2, 2, 0.500),
+    ],
+)
 def test_the_jitter_allowance_is_spent_only_against_a_limiter_without_room_for_a_burst(
-    tmp_path: Path, burst: int, interval: float
+    tmp_path: Path, rate: float, burst: int, interval: float
 ) -> None:
     """At 50 req/s the 4 ms allowance costs a sixth of the throughput: with ISOMETRIC_RATE_LIMIT_BURST
-    of 2 or more (the registry's bucket absorbs arrival jitter) requests are paced at exactly the rate."""
+    of 2 or more (the registry's bucket absorbs arrival jitter) requests are paced at exactly the rate.
+    At a slow rate the allowance is 2 % of the interval: a request 5 ms late still leaves a full 1/rate
+    before the next one."""
     settings = Settings(
         dmrv_database_url=f"sqlite:///{tmp_path / 'dmrv.db'}",
-        isometric_requests_per_second=50,
+        isometric_requests_per_second=rate,
         isometric_rate_limit_burst=burst,
         isometric_base_url="http://127.0.0.1:9",  # the demo credentials are for a local registry only
     )

@@ -46,11 +46,21 @@ Sleep = Callable[[float], None]
 # processes and nothing else running (benchmarks/budget_shared.py) arrivals move by ±1-3 ms around
 # their slots and 4 ms removed the 429s; it costs 0.8 % of the throughput at 2 req/s, 3.8 % at 10.
 DEFAULT_JITTER_ALLOWANCE = 0.004
+# Lateness does not shrink with the rate, and a fixed 4 ms is a small share of a slow interval: at
+# 2 req/s, with two application runs sharing the budget, one arrival in 985 came 4-5 ms late and met a
+# 429 (benchmarks.throughput --rate 2). So the allowance is at least this share of the interval
+# (10 ms at 2 req/s; it costs the same share of the throughput).
+JITTER_ALLOWANCE_SHARE = 0.02
 # A thread woken for its slot must take the GIL back from the process's other threads, which hold it
 # for up to the interpreter's switch interval (5 ms by default) each: a paced client sets this.
 PACED_SWITCH_INTERVAL = 0.001
 # How many times one acquire() gives up a slot it woke too late for before sending anyway.
 MAX_LATE_RESERVATIONS = 5
+
+
+def jitter_allowance_for(rate: float) -> float:
+    """The allowance against a limiter without room for a burst, at `rate` requests per second."""
+    return max(DEFAULT_JITTER_ALLOWANCE, JITTER_ALLOWANCE_SHARE / rate)
 
 
 class RequestBudget(Protocol):

@@ -43,10 +43,10 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from dmrv_sync.redaction import redact
 from dmrv_sync.registries.budget import (
-    DEFAULT_JITTER_ALLOWANCE,
     PACED_SWITCH_INTERVAL,
     DatabaseBudget,
     RequestBudget,
+    jitter_allowance_for,
 )
 from dmrv_sync.registries.errors import (
     AuthError,
@@ -275,7 +275,7 @@ class IsometricClient:
                 # A limiter of burst 1 rejects an arrival a millisecond early; one with room for two or
                 # more absorbs arrival jitter, and the allowance would only cost throughput
                 # (4 ms × 50 req/s = 20 %).
-                jitter_allowance=DEFAULT_JITTER_ALLOWANCE
+                jitter_allowance=jitter_allowance_for(settings.isometric_requests_per_second)
                 if settings.isometric_rate_limit_burst <= 1
                 else 0.0,
             )
