@@ -233,3 +233,68 @@ def test_confirm_and_retry_jobs(world: SyncWorld, harness: Harness) -> None:
         instance=harness.instance, resources=harness.resources
     )
     assert retry.success
+
+
+def test_ready_records_before_one_waiting_for_its_parent_are_held_back_to_go_in_one_run(
+    world: SyncWorld, harness: Harness
+) -> None:
+    """A tick that meets an application whose production run is still on its way holds the ready ones
+    read before it (no small run a hand-over early), until the parent is settled or the hold expires."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from dmrv_sync.db.sync_state import RegistryIdentity, SyncStatus
+    from dmrv_sync.orchestration.sensors import HOLD_FOR_PARENTS, held_since, plan_tick
+
+    world.seed(scale=40, with_invalid=False)
+    world.link()
+    for entity_type in ("facility", "feedstock_type", "production_run"):
+        harness.push(entity_type)
+    with world.sessions() as session:
+        ordered = list(
+            session.execute(
+                select(Application.id, Application.production_run_id)
+                .where(Application.status == ApplicationStatus.APPLIED)
+                .order_by(Application.updated_at, Application.id)
+            )
+        )
+    parent = str(ordered[len(ordered) // 2][1])
+    ready_before = [a for a, _ in ordered[: next(i for i, (_, p) in enumerate(ordered) if str(p) == parent)]]
+    assert ready_before, "some applications come before the first one of that production run"
+
+    def set_parent(status: SyncStatus) -> None:
+        with world.sessions.begin() as session:
+            session.execute(
+                update(RegistryIdentity)
+                .where(RegistryIdentity.entity_type == "production_run", RegistryIdentity.entity_id == parent)
+                .values(sync_status=status)
+            )
+
+    def tick(cursor: str | None, now: datetime) -> tuple[list[list[str]], str | None, dict[str, Any]]:
+        _, runs, new_cursor, facts = plan_tick(
+            "application", cursor, world.db_url, lambda key: False, lambda: [], now=now
+        )
+        return runs, new_cursor, facts
+
+    set_parent(SyncStatus.SYNCING)  # on its way: another run holds it
+    start = datetime.now(UTC)
+    runs, cursor, facts = tick(None, start)
+    assert runs == [] and facts["held"] == len(ready_before)
+    assert "held back" in facts["waiting"] and parent in facts["waiting"]
+    assert held_since(cursor) == start
+
+    later = start + HOLD_FOR_PARENTS / 2
+    runs, still, _ = tick(cursor, later)
+    assert runs == [] and held_since(still) == start, "the hold counts from its first tick"
+
+    # The parent's run ends: every application goes, in one run.
+    set_parent(SyncStatus.SYNCED)
+    runs, after, facts = tick(still, later)
+    assert [len(r) for r in runs] == [len(ordered)] and held_since(after) is None
+
+    # Still on its way when the hold expires: the ready ones go without it.
+    set_parent(SyncStatus.SYNCING)
+    runs, _, facts = tick(still, start + HOLD_FOR_PARENTS + timedelta(seconds=1))
+    assert [set(r) for r in runs] == [{str(a) for a in ready_before}]
+    assert "waits for its parent" in facts["waiting"]

@@ -4,7 +4,8 @@ and requests runs that cover them in batches (a contiguous range of new partitio
 
 A record whose parents are still on their way to the registry waits (the cursor stops before it), so
 children are not sent before their parents; a record whose parent failed is sent anyway and fails with
-a message naming the parent. Run keys carry the record versions: a version is never requested twice,
+a message naming the parent. Ready records before a waiting one are held back too, for up to a minute
+(DMRV_SENSOR_HOLD_SECONDS), to go in one run with it unless they fill a run already. Run keys carry the record versions: a version is never requested twice,
 and a changed record (new updated_at) comes back.
 """
 
@@ -42,6 +43,10 @@ SENSOR_INTERVAL_SECONDS = int(os.environ.get("DMRV_SENSOR_INTERVAL_SECONDS", "30
 MAX_PARENT_WAIT = timedelta(minutes=10)
 # Changed records are re-run in ranges of existing partitions; unchanged ones inside a range are cheap.
 MAX_RANGE_GAP = 50
+# Ready records met before one that waits for its parent are held back, for at most this long, so they
+# go in one run with the records behind them once the parents' run ends, not in a small run of their
+# own one hand-over earlier (800 applications went as [2] and, 6 s later, [400, 398]).
+HOLD_FOR_PARENTS = timedelta(seconds=int(os.environ.get("DMRV_SENSOR_HOLD_SECONDS", "60")))
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,21 @@ class Position:
 
     @classmethod
     def load(cls, cursor: str | None) -> Position | None:
-        if not cursor:
+        raw = json.loads(cursor) if cursor else {}
+        if "updated_at" not in raw:
             return None
-        raw = json.loads(cursor)
         return cls(datetime.fromisoformat(raw["updated_at"]), raw["id"])
+
+
+def held_since(cursor: str | None) -> datetime | None:
+    """Since when the cursor's tick has held ready records back (HOLD_FOR_PARENTS), if it has."""
+    raw = json.loads(cursor) if cursor else {}
+    return datetime.fromisoformat(raw["held_since"]) if "held_since" in raw else None
+
+
+def holding_cursor(position: Position | None, since: datetime) -> str:
+    raw = json.loads(position.dump()) if position else {}
+    return json.dumps({**raw, "held_since": since.isoformat()})
 
 
 def changed_records(session: Any, entity_type: str, after: Position | None, limit: int) -> list[Any]:
@@ -124,7 +140,7 @@ def plan_tick(
     adapters = [
         build_rules(name, settings) for name, entities in REGISTRY_ENTITIES.items() if entity_type in entities
     ]
-    position = Position.load(cursor)
+    start = position = Position.load(cursor)
     accepted: list[str] = []
     waiting: str | None = None
     try:
@@ -142,6 +158,12 @@ def plan_tick(
     finally:
         for adapter in adapters:
             adapter.close()
+    if waiting and accepted and len(accepted) < PARTITIONS_PER_RUN:
+        since = held_since(cursor) or now
+        if now - since < HOLD_FOR_PARENTS:  # hold: the cursor stays where it was
+            waiting += f"; {len(accepted)} ready {entity_type} records held back to go in one run with it"
+            facts = {"records": 0, "new": 0, "changed": 0, "waiting": waiting, "held": len(accepted)}
+            return [], [], holding_cursor(start, since), facts
     new_keys = [k for k in dict.fromkeys(accepted) if not has_partition(k)]
     changed = [k for k in dict.fromkeys(accepted) if k not in set(new_keys)]
     runs = [new_keys[i : i + PARTITIONS_PER_RUN] for i in range(0, len(new_keys), PARTITIONS_PER_RUN)]
@@ -208,6 +230,8 @@ def build_entity_sensor(entity_type: str) -> dg.SensorDefinition:
         )
         if facts["waiting"]:
             context.log.info(facts["waiting"])
+        if facts.get("held"):  # the cursor carries since when
+            return dg.SensorResult(skip_reason=facts["waiting"], cursor=cursor)
         if not runs:
             return dg.SkipReason(facts["waiting"] or f"no {entity_type} record ready since the last tick")
         if new_keys:
