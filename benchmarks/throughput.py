@@ -10,7 +10,8 @@ sync core, and the Certify emulator as a separate process that enforces a token 
 requests/s holding `--burst` tokens (1: no burst at all, the strictest limiter) and adds `--latency-ms`
 + uniform 0..`--jitter-ms` to every API request. Every process paces itself with the shared request
 budget in the DMRV database at ISOMETRIC_REQUESTS_PER_SECOND = `--rate`, ISOMETRIC_RATE_LIMIT_BURST =
-`--burst` (with 1, each interval gets 4 ms of allowance for arrival jitter).
+`--burst` (with 1, each interval gets an allowance for arrival jitter: 4 ms, or 2 % of the interval
+when that is more).
 
 1. Seeds `demo seed --scale N` without the invalid records (every production run complete, every
    application applied, so everything is pending), links the facilities and feedstock types; then sets
