@@ -32,6 +32,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
             1 for r in reports if getattr(r, "when", "call") in ("call", "setup") and "postgres" in r.keywords
         )
     terminalreporter.write_line(
-        "postgres-backed tests: "
-        + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+        "postgres-backed tests: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
     )

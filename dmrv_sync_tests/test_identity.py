@@ -87,7 +87,9 @@ def test_a_create_claim_is_refused_once_another_worker_has_put_the_object_in(
 
     assert identities.mark_syncing(seen_by_b.id, "worker-b", without_object=True) is None
     row = identities.get_identity("production_run", "e1", "isometric", "production_batch")
-    assert row is not None and row.sync_status == SyncStatus.SYNCED and row.external_id == "pbt_1AAAAAAAAAAAAAAA"
+    assert (
+        row is not None and row.sync_status == SyncStatus.SYNCED and row.external_id == "pbt_1AAAAAAAAAAAAAAA"
+    )
     # An update of the object it now has (the drift path) may still claim it.
     assert identities.mark_syncing(seen_by_b.id, "worker-b") is not None
 
@@ -202,7 +204,9 @@ def test_eight_concurrent_workers_claim_each_identity_exactly_once(db_url: str) 
     assert sum(1 for r in results if r) >= 2, "the race had more than one winner overall"
 
 
-def test_a_claim_says_since_when_the_outcome_is_unsettled(identities: IdentityService, clock: FakeClock) -> None:
+def test_a_claim_says_since_when_the_outcome_is_unsettled(
+    identities: IdentityService, clock: FakeClock
+) -> None:
     """A lookup taken after this moment can settle the claim: it must be when the earlier attempt ended,
     not when this claim was made (or every reconciliation would need a fresh listing pass)."""
     row = _identity(identities)
