@@ -8,8 +8,12 @@ the daemon's samples in `psycopg2.connect`). These classes are the same storages
 connection (more open while concurrent, closed when returned: no cap, as before), checked with a
 ping before use and recycled hourly. The webserver still re-tunes them (`optimize_for_webserver`).
 
-Configured in `deploy/dagster.yaml` as `run_storage` / `event_log_storage` / `schedule_storage` with the
-same `postgres_db` / `postgres_url` config as dagster-postgres' own `storage: postgres:`.
+The schedule storage (sensor cursors and ticks: a few statements a tick) stays dagster-postgres' own:
+`DagsterInstance.dispose()` does not dispose it, so a short-lived instance would keep a pooled
+connection open until garbage collection.
+
+Configured in `deploy/dagster.yaml` as `run_storage` / `event_log_storage` with the same
+`postgres_db` / `postgres_url` config as dagster-postgres' own `storage: postgres:`.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from typing import Any
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
-from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
-POOL_SIZE = 1  # idle connections kept per storage and process (three storages: three per process)
+POOL_SIZE = 1  # idle connections kept per storage and process (two storages: two per process)
 POOL_RECYCLE_SECONDS = 3600
 
 
@@ -76,17 +79,15 @@ class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
     pass
 
 
-class PooledPostgresScheduleStorage(_Pooled, PostgresScheduleStorage):
-    pass
-
-
 def storage_config(postgres_db: Mapping[str, Any]) -> dict[str, Any]:
     """The dagster.yaml blocks for these storages over one `postgres_db` config."""
+    config = {"postgres_db": dict(postgres_db)}
     return {
-        key: {"module": __name__, "class": cls.__name__, "config": {"postgres_db": dict(postgres_db)}}
-        for key, cls in (
-            ("run_storage", PooledPostgresRunStorage),
-            ("event_log_storage", PooledPostgresEventLogStorage),
-            ("schedule_storage", PooledPostgresScheduleStorage),
-        )
+        "run_storage": {"module": __name__, "class": "PooledPostgresRunStorage", "config": config},
+        "event_log_storage": {"module": __name__, "class": "PooledPostgresEventLogStorage", "config": config},
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": config,
+        },
     }
