@@ -87,7 +87,7 @@ def child_sensor(args: argparse.Namespace) -> dict[str, Any]:
         )
         result = sensor(context)
         keys = len(instance.get_dynamic_partitions("application"))  # the sensor adds its new partitions
-    if not isinstance(result, dg.SensorResult):
+    if not isinstance(result, dg.SensorResult) or not result.run_requests:
         raise RuntimeError(f"the sensor skipped: {result}")
     return {"partitions": keys, "runs": len(result.run_requests or [])}
 

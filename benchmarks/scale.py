@@ -234,7 +234,7 @@ def sensor_add(instance: Any, url: str, n: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = sensor(context)
         t1 = time.perf_counter()
-        if not isinstance(result, dg.SensorResult):
+        if not isinstance(result, dg.SensorResult) or not result.run_requests:
             raise RuntimeError(f"tick {len(ticks) + 1} at {added:,} partitions: {result!r}")
         # The sensor added the keys its runs cover (all new here); the instance's count is checked at the end.
         keys = sum(int(r.tags["dmrv/entities"]) for r in result.run_requests or [])

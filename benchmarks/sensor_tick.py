@@ -127,7 +127,7 @@ def tick_seconds(url: str, cursor: str) -> tuple[float, int]:
         result = sensor(context)
         elapsed = time.perf_counter() - started
         keys = len(instance.get_dynamic_partitions("facility"))  # the sensor adds its new partitions
-    assert isinstance(result, dg.SensorResult), result
+    assert isinstance(result, dg.SensorResult) and result.run_requests, result
     return elapsed, keys
 
 

@@ -72,11 +72,7 @@ class Harness:
             instance=self.instance, cursor=self.cursors.get(entity_type), resources=self.resources
         )
         result = sensor(context)
-        if isinstance(result, dg.SensorResult):
-            for request in result.dynamic_partitions_requests or []:
-                self.instance.add_dynamic_partitions(
-                    request.partitions_def_name, list(request.partition_keys)
-                )
+        if isinstance(result, dg.SensorResult):  # the sensor adds its partitions itself
             self.cursors[entity_type] = result.cursor
         return result
 
@@ -116,6 +112,11 @@ class Harness:
         return materialized, failed
 
 
+def skipped(result: dg.SensorResult) -> str:
+    assert isinstance(result, dg.SensorResult) and result.skip_reason is not None, result
+    return result.skip_reason.skip_message or ""
+
+
 @pytest.fixture
 def harness(world: SyncWorld, tmp_path: Any) -> Any:
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
@@ -131,9 +132,7 @@ def test_sensors_push_parents_first_in_ranged_runs_with_per_partition_truth(
 
     # Applications wait while their production runs are on their way to the registry.
     waiting = harness.tick("application")
-    assert isinstance(waiting, dg.SkipReason) and "waits for its parent production_run" in (
-        waiting.skip_message or ""
-    )
+    assert not waiting.run_requests and "waits for its parent production_run" in skipped(waiting)
 
     for entity_type in ("facility", "feedstock_type", "production_run", "application", "credit_batch"):
         harness.push(entity_type)
@@ -160,7 +159,8 @@ def test_sensors_push_parents_first_in_ranged_runs_with_per_partition_truth(
     assert evaluations, "the validation check ran"
 
     # A tick with nothing new requests nothing: a record version is never requested twice.
-    assert isinstance(harness.tick("application"), dg.SkipReason)
+    nothing = harness.tick("application")
+    assert not nothing.run_requests and "no application record ready" in skipped(nothing)
 
     # A changed record comes back, in a run over existing partitions.
     with world.sessions.begin() as session:
@@ -278,6 +278,20 @@ def test_ready_records_before_one_waiting_for_its_parent_are_held_back_to_go_in_
         return runs, new_cursor, facts
 
     set_parent(SyncStatus.SYNCING)  # on its way: another run holds it
+    # Through the sensor: a skip that says so, its cursor carrying the hold, no partition added.
+    held = harness.tick("application")
+    assert not held.run_requests and "held back to go in one run" in skipped(held)
+    assert held_since(held.cursor) is not None
+    assert harness.instance.get_dynamic_partitions("application") == []
+    # Unless they make half a run already: a tick that reads up to the waiting record, where the ready
+    # ones are more than half of what it read (the others are planned applications, not ready).
+    with world.sessions() as session:
+        every = list(session.scalars(select(Application.id).order_by(Application.updated_at, Application.id)))
+    limit = every.index(next(a for a, p in ordered if str(p) == parent)) + 1
+    assert len(ready_before) >= limit // 2
+    _, runs, _, _ = plan_tick("application", None, world.db_url, lambda key: False, lambda: [], limit=limit)
+    assert [set(r) for r in runs] == [{str(a) for a in ready_before}]
+
     start = datetime.now(UTC)
     runs, cursor, facts = tick(None, start)
     assert runs == [] and facts["held"] == len(ready_before)
@@ -298,3 +312,27 @@ def test_ready_records_before_one_waiting_for_its_parent_are_held_back_to_go_in_
     runs, _, facts = tick(still, start + HOLD_FOR_PARENTS + timedelta(seconds=1))
     assert [set(r) for r in runs] == [{str(a) for a in ready_before}]
     assert "waits for its parent" in facts["waiting"]
+
+
+def test_a_tick_that_requests_nothing_still_moves_its_cursor_past_records_not_ready(
+    world: SyncWorld, harness: Harness
+) -> None:
+    """Otherwise a thousand records that are not ready would be re-read by every tick, and the ready
+    ones behind them never reached."""
+    from sqlalchemy import update
+
+    from dmrv_sync.orchestration.sensors import Position
+
+    world.seed(scale=40, with_invalid=False)
+    world.link()
+    for entity_type in ("facility", "feedstock_type", "production_run"):
+        harness.push(entity_type)
+    with world.sessions.begin() as session:
+        session.execute(update(Application).values(status=ApplicationStatus.PLANNED))
+        last = session.scalars(
+            select(Application.id).order_by(Application.updated_at.desc(), Application.id.desc())
+        ).first()
+    result = harness.tick("application")
+    assert not result.run_requests and "no application record ready" in skipped(result)
+    position = Position.load(harness.cursors["application"])
+    assert position is not None and position.entity_id == str(last)

@@ -5,8 +5,9 @@ and requests runs that cover them in batches (a contiguous range of new partitio
 A record whose parents are still on their way to the registry waits (the cursor stops before it), so
 children are not sent before their parents; a record whose parent failed is sent anyway and fails with
 a message naming the parent. Ready records before a waiting one are held back too, for up to a minute
-(DMRV_SENSOR_HOLD_SECONDS), to go in one run with it unless they fill a run already. Run keys carry the record versions: a version is never requested twice,
-and a changed record (new updated_at) comes back.
+(DMRV_SENSOR_HOLD_SECONDS), to go in one run with it unless they make half a run already. Run keys
+carry the record versions: a version is never requested twice, and a changed record (new updated_at)
+comes back.
 """
 
 from __future__ import annotations
@@ -158,19 +159,21 @@ def plan_tick(
     finally:
         for adapter in adapters:
             adapter.close()
-    if waiting and accepted and len(accepted) < PARTITIONS_PER_RUN:
+    # Held unless they make half a run already (a tick reads at most `limit`, the waiting record included).
+    if waiting and accepted and len(accepted) < max(1, min(PARTITIONS_PER_RUN, limit) // 2):
         since = held_since(cursor) or now
         if now - since < HOLD_FOR_PARENTS:  # hold: the cursor stays where it was
             waiting += f"; {len(accepted)} ready {entity_type} records held back to go in one run with it"
             facts = {"records": 0, "new": 0, "changed": 0, "waiting": waiting, "held": len(accepted)}
             return [], [], holding_cursor(start, since), facts
+    # Past the records read, without any hold: a tick that ends a hold clears it.
     new_keys = [k for k in dict.fromkeys(accepted) if not has_partition(k)]
     changed = [k for k in dict.fromkeys(accepted) if k not in set(new_keys)]
     runs = [new_keys[i : i + PARTITIONS_PER_RUN] for i in range(0, len(new_keys), PARTITIONS_PER_RUN)]
     if changed:
         runs += _ranges(changed, all_partitions())
     facts = {"records": len(accepted), "new": len(new_keys), "changed": len(changed), "waiting": waiting}
-    return new_keys, runs, position.dump() if position else cursor, facts
+    return new_keys, runs, position.dump() if position else None, facts
 
 
 def _ranges(keys: list[str], ordered: list[str]) -> list[list[str]]:
@@ -230,10 +233,13 @@ def build_entity_sensor(entity_type: str) -> dg.SensorDefinition:
         )
         if facts["waiting"]:
             context.log.info(facts["waiting"])
-        if facts.get("held"):  # the cursor carries since when
-            return dg.SensorResult(skip_reason=facts["waiting"], cursor=cursor)
         if not runs:
-            return dg.SkipReason(facts["waiting"] or f"no {entity_type} record ready since the last tick")
+            # With the cursor: it moved past records that are not ready (or carries a hold). A bare
+            # SkipReason would keep the old one, and 1,000 not-ready records would be re-read forever.
+            return dg.SensorResult(
+                skip_reason=facts["waiting"] or f"no {entity_type} record ready since the last tick",
+                cursor=cursor,
+            )
         if new_keys:
             # Added here in one statement, not as a SensorResult's dynamic_partitions_requests: the daemon
             # checks those one key at a time, a query each (1,000 keys: ~3 s of a tick, py-spy). Added

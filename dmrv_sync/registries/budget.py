@@ -44,7 +44,8 @@ Sleep = Callable[[float], None]
 # Added to every interval by the clients built from settings when the registry's limiter has no room
 # for a burst (see _PacedBudget). Measured against the emulator's burst-1 bucket: with two worker
 # processes and nothing else running (benchmarks/budget_shared.py) arrivals move by ±1-3 ms around
-# their slots and 4 ms removed the 429s; it costs 0.8 % of the throughput at 2 req/s, 3.8 % at 10.
+# their slots and 4 ms removed the 429s; it costs 3.8 % of the throughput at 10 req/s (below 5 req/s
+# the share below applies: 2 %).
 DEFAULT_JITTER_ALLOWANCE = 0.004
 # Lateness does not shrink with the rate, and a fixed 4 ms is a small share of a slow interval: at
 # 2 req/s, with two application runs sharing the budget, one arrival in 985 came 4-5 ms late and met a
