@@ -22,6 +22,7 @@ from dmrv_sync.registries.budget import (
     LocalBudget,
     UnlimitedBudget,
     budget_key,
+    late_tolerance_for,
 )
 from dmrv_sync.registries.isometric.client import IsometricClient
 from dmrv_sync.settings import Settings
@@ -272,6 +273,33 @@ def test_a_sleeper_woken_too_late_gives_its_slot_up_and_queues_again() -> None:
     budget.acquire()  # reserves 100.104, wakes at 100.134: late, so it takes 100.208 instead
     assert now[0] - sent_first >= 2 * budget.interval - 1e-9
     assert now[0] == pytest.approx(100.208)
+
+
+@pytest.mark.parametrize(("stall", "sent_at"), [(0.030, 100.050), (0.060, 100.100)])
+def test_against_a_bucket_of_five_a_sender_stalled_past_two_intervals_queues_again(
+    stall: float, sent_at: float
+) -> None:
+    """50 req/s against a bucket of 5: a sender woken 60 ms late would go out with the on-time senders
+    of the slots reserved after its own (several senders of one stalled process waking at once make a
+    burst past 5): it takes the next free slot instead. 30 ms late is within (5 - 1) / 2 intervals."""
+    now = [100.0]
+    budget = LocalBudget(
+        50, clock=lambda: now[0], sleep=lambda s: None, late_tolerance=late_tolerance_for(50, 5)
+    )
+
+    def sleep(seconds: float) -> None:
+        if stall_left:  # meanwhile, other senders take 100.04, 100.06 and 100.08
+            for _ in range(3):
+                budget.reserve()
+            now[0] += seconds + stall_left.pop()
+        else:
+            now[0] += seconds
+
+    stall_left = [stall]
+    budget._sleep = sleep
+    budget.acquire()  # 100.000, on time
+    budget.acquire()  # 100.020, woken `stall` late
+    assert now[0] == pytest.approx(sent_at)
 
 
 @pytest.mark.parametrize(

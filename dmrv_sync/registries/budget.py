@@ -59,6 +59,11 @@ PACED_SWITCH_INTERVAL = 0.001
 MAX_LATE_RESERVATIONS = 5
 
 
+def late_tolerance_for(rate: float, burst: int) -> float | None:
+    """How late a woken sender may still go against a bucket of `burst` (None: the allowance decides)."""
+    return (burst - 1) / (2 * rate) if burst > 1 else None
+
+
 def jitter_allowance_for(rate: float) -> float:
     """The allowance against a limiter without room for a burst, at `rate` requests per second."""
     return max(DEFAULT_JITTER_ALLOWANCE, JITTER_ALLOWANCE_SHARE / rate)
@@ -104,6 +109,7 @@ class _PacedBudget:
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         jitter_allowance: float = 0.0,
+        late_tolerance: float | None = None,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0 requests per second (got {rate!r})")
@@ -112,6 +118,12 @@ class _PacedBudget:
         self.rate = rate
         self.jitter_allowance = jitter_allowance
         self.interval = 1.0 / rate + jitter_allowance
+        # How late a woken sender may go (see acquire); None: however late.
+        self.late_tolerance = (
+            late_tolerance
+            if late_tolerance is not None
+            else (jitter_allowance / 2 if jitter_allowance > 0 else None)
+        )
         self._clock = clock
         self._sleep = sleep
 
@@ -127,9 +139,10 @@ class _PacedBudget:
                 self._sleep(delay)
             # Woken late (a loaded machine can stall a sleeper for tens of ms), this request would go
             # out closer than 1/rate to the next slot, already reserved by someone else: give the slot
-            # up and queue again rather than meet a 429. Only with an allowance: without one, any
-            # lateness would count. Tolerated: half the allowance, the other half covers the wire.
-            if self.jitter_allowance <= 0 or self._clock() - slot <= self.jitter_allowance / 2:
+            # up and queue again rather than meet a 429. Against a burst-1 limiter the tolerance is half
+            # the allowance (the other half covers the wire); against a bucket of B, (B - 1) / 2
+            # intervals: a stalled process's senders then never go out more than B at once.
+            if self.late_tolerance is None or self._clock() - slot <= self.late_tolerance:
                 return
         # Late every time: go now; a 429 is still handled by the client's retry.
 
@@ -144,8 +157,11 @@ class LocalBudget(_PacedBudget):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         jitter_allowance: float = 0.0,
+        late_tolerance: float | None = None,
     ) -> None:
-        super().__init__(rate, clock=clock, sleep=sleep, jitter_allowance=jitter_allowance)
+        super().__init__(
+            rate, clock=clock, sleep=sleep, jitter_allowance=jitter_allowance, late_tolerance=late_tolerance
+        )
         self._next_slot_at = 0.0
         self._lock = threading.Lock()
 
@@ -171,8 +187,11 @@ class DatabaseBudget(_PacedBudget):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         jitter_allowance: float = 0.0,
+        late_tolerance: float | None = None,
     ) -> None:
-        super().__init__(rate, clock=clock, sleep=sleep, jitter_allowance=jitter_allowance)
+        super().__init__(
+            rate, clock=clock, sleep=sleep, jitter_allowance=jitter_allowance, late_tolerance=late_tolerance
+        )
         if len(key) > 100:
             raise ValueError("budget key longer than 100 characters")
         self.key = key
@@ -211,6 +230,7 @@ class DatabaseBudget(_PacedBudget):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         jitter_allowance: float = 0.0,
+        late_tolerance: float | None = None,
     ) -> DatabaseBudget:
         """The budget of one registry credential (the key is a digest, never the credential)."""
         return cls(
@@ -220,6 +240,7 @@ class DatabaseBudget(_PacedBudget):
             clock=clock,
             sleep=sleep,
             jitter_allowance=jitter_allowance,
+            late_tolerance=late_tolerance,
         )
 
     def reserve(self) -> float:

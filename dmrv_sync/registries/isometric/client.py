@@ -47,6 +47,7 @@ from dmrv_sync.registries.budget import (
     DatabaseBudget,
     RequestBudget,
     jitter_allowance_for,
+    late_tolerance_for,
 )
 from dmrv_sync.registries.errors import (
     AuthError,
@@ -278,6 +279,9 @@ class IsometricClient:
                 jitter_allowance=jitter_allowance_for(settings.isometric_requests_per_second)
                 if settings.isometric_rate_limit_burst <= 1
                 else 0.0,
+                late_tolerance=late_tolerance_for(
+                    settings.isometric_requests_per_second, settings.isometric_rate_limit_burst
+                ),
             )
         return cls(
             base_url=settings.isometric_url,
