@@ -96,6 +96,9 @@ def sync_through_dagster(
     with start_dagster_stack(
         root, database=database, extra_env=env, emulator_args=(), webserver=backfill_rounds > 0
     ) as stack:
+        # The settle wait counts runs from here: a sensor may start a run (facilities, linked: no
+        # request) while the seed and the links go on, before the faults and counters are set.
+        seeding = time.time()
         seeded = seed_pending_applications(stack.dmrv_db_url, scale)
         # Linking is set-up (lookups of the registry's facilities and feedstock types), not the sync:
         # the faults and the counters start after it. Facilities are linked, not created, so the
@@ -106,7 +109,7 @@ def sync_through_dagster(
         stack.emulator.admin.set_faults(faults)
         before = stack.emulator.admin.stats()["requests"]
         print(f"seeded {seeded}; waiting for the sensors ...", file=sys.stderr, flush=True)
-        wait_until_settled(stack, since=started, timeout=timeout)
+        wait_until_settled(stack, since=seeding, timeout=timeout)
         backfills: list[int] = []
         for round_ in range(backfill_rounds):
             failed = {t: partition_status(stack, t, ASSET_NAMES[t])[1] for t in ENTITY_SENSORS}
