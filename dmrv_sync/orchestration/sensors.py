@@ -55,8 +55,11 @@ class Position:
     updated_at: datetime
     entity_id: str
 
+    def fields(self) -> dict[str, str]:
+        return {"updated_at": self.updated_at.isoformat(), "id": self.entity_id}
+
     def dump(self) -> str:
-        return json.dumps({"updated_at": self.updated_at.isoformat(), "id": self.entity_id})
+        return json.dumps(self.fields())
 
     @classmethod
     def load(cls, cursor: str | None) -> Position | None:
@@ -73,8 +76,7 @@ def held_since(cursor: str | None) -> datetime | None:
 
 
 def holding_cursor(position: Position | None, since: datetime) -> str:
-    raw = json.loads(position.dump()) if position else {}
-    return json.dumps({**raw, "held_since": since.isoformat()})
+    return json.dumps({**(position.fields() if position else {}), "held_since": since.isoformat()})
 
 
 def changed_records(session: Any, entity_type: str, after: Position | None, limit: int) -> list[Any]:
@@ -167,8 +169,10 @@ def plan_tick(
             facts = {"records": 0, "new": 0, "changed": 0, "waiting": waiting, "held": len(accepted)}
             return [], [], holding_cursor(start, since), facts
     # Past the records read, without any hold: a tick that ends a hold clears it.
-    new_keys = [k for k in dict.fromkeys(accepted) if not has_partition(k)]
-    changed = [k for k in dict.fromkeys(accepted) if k not in set(new_keys)]
+    unique = list(dict.fromkeys(accepted))
+    new_keys = [k for k in unique if not has_partition(k)]
+    new = set(new_keys)
+    changed = [k for k in unique if k not in new]
     runs = [new_keys[i : i + PARTITIONS_PER_RUN] for i in range(0, len(new_keys), PARTITIONS_PER_RUN)]
     if changed:
         runs += _ranges(changed, all_partitions())

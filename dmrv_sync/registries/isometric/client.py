@@ -46,8 +46,7 @@ from dmrv_sync.registries.budget import (
     PACED_SWITCH_INTERVAL,
     DatabaseBudget,
     RequestBudget,
-    jitter_allowance_for,
-    late_tolerance_for,
+    pacing_for,
 )
 from dmrv_sync.registries.errors import (
     AuthError,
@@ -268,20 +267,16 @@ class IsometricClient:
             # The sender of a paced request waits for the GIL while the run's other threads work; a
             # shorter switch interval keeps that wait (an arrival later than its slot) small.
             sys.setswitchinterval(min(sys.getswitchinterval(), PACED_SWITCH_INTERVAL))
+            jitter_allowance, late_tolerance = pacing_for(
+                settings.isometric_requests_per_second, settings.isometric_rate_limit_burst
+            )
             budget = DatabaseBudget.for_credential(
                 settings.database_url,
                 REGISTRY_NAME,
                 settings.isometric_client_secret.get_secret_value(),
                 settings.isometric_requests_per_second,
-                # A limiter of burst 1 rejects an arrival a millisecond early; one with room for two or
-                # more absorbs arrival jitter, and the allowance would only cost throughput
-                # (4 ms × 50 req/s = 20 %).
-                jitter_allowance=jitter_allowance_for(settings.isometric_requests_per_second)
-                if settings.isometric_rate_limit_burst <= 1
-                else 0.0,
-                late_tolerance=late_tolerance_for(
-                    settings.isometric_requests_per_second, settings.isometric_rate_limit_burst
-                ),
+                jitter_allowance=jitter_allowance,
+                late_tolerance=late_tolerance,
             )
         return cls(
             base_url=settings.isometric_url,
