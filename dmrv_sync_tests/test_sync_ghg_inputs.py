@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from dmrv_sync.db.models import ApplicationStatus, CreditBatch, ProductionRun
-from dmrv_sync.db.sync_state import SyncStatus
+from dmrv_sync.db.sync_state import RegistryAuditEvent, SyncStatus
 from dmrv_sync.registries.isometric.adapter import ENTITIES, IsometricAdapter
 from dmrv_sync.settings import Settings
 from dmrv_sync.sync.adapter import supplier_reference
@@ -173,6 +173,117 @@ def test_a_lost_ghg_entry_answer_holds_later_periods_back(world: SyncWorld) -> N
     for batch_id in (earlier, later):
         (submission,) = world.identities(entity_id=batch_id, external_entity_type="ghg_statement_submission")
         assert submission.sync_status == SyncStatus.SYNCED
+
+
+def _parents_synced(world: SyncWorld) -> list[str]:
+    """Sync everything but the credit batches; returns the pending credit batches, earliest period first."""
+    with world.engine() as engine:
+        for entity_type in engine.entity_order():
+            if entity_type != "credit_batch":
+                engine.sync_entities(entity_type, engine.select(entity_type, "pending"))
+        pending = set(engine.select("credit_batch", "pending"))
+    with world.sessions() as session:
+        ordered = session.scalars(
+            select(CreditBatch.id).order_by(CreditBatch.reporting_period_end, CreditBatch.id)
+        )
+        return [str(i) for i in ordered if str(i) in pending]
+
+
+def _statements_by_batch(world: SyncWorld) -> list[tuple[str, list[str]]]:
+    """(end of period, batches whose entries it took) of every statement, in the order they were created."""
+    batch_of_entry = {e["id"]: e["supplier_reference_id"] for e in _stored(world, "ghg_entries")}
+    return [
+        (s["reporting_period_end_at"], [batch_of_entry[i] for i in s["ghg_entry_ids"]])
+        for s in _stored(world, "ghg_statements")
+    ]
+
+
+def test_later_periods_go_ahead_while_statements_follow_period_order(world: SyncWorld) -> None:
+    """Only the statement waits for the period before: the datapoints and entries of later periods are
+    made meanwhile, and every statement still takes its own entry alone, earliest period first."""
+    world.seed(scale=150, with_invalid=False)
+    world.link()
+    batches = _parents_synced(world)
+    assert len(batches) >= 5
+    # A slow statement answer leaves the other workers time to go ahead.
+    world.emulator.admin.set_faults(
+        {"latency": {"fixed_ms": 150, "methods": ["POST"], "path": "^/ghg_statements$"}}
+    )
+    with world.engine(concurrency=4) as engine:
+        results = engine.sync_entities("credit_batch", list(reversed(batches)))
+    assert [r.entity_id for r in results] == batches, "results in period order"
+    assert all(r.status == "synced" for r in results), [r.message for r in results if r.status != "synced"]
+    assert all(r.steps[-1].action == "submitted" for r in results)
+    statements = _statements_by_batch(world)
+    assert [batch for _, batch in statements] == [[supplier_reference("ghg_entry", b)] for b in batches]
+    assert [end for end, _ in statements] == sorted(end for end, _ in statements)
+    with world.sessions() as session:
+        made = session.scalars(
+            select(RegistryAuditEvent.external_entity_type)
+            .where(RegistryAuditEvent.entity_type == "credit_batch", RegistryAuditEvent.http_method == "POST")
+            .order_by(RegistryAuditEvent.id)
+        ).all()
+    assert made.index("ghg_statement") >= 2 * 3, f"later periods' datapoints and entries went ahead: {made}"
+
+
+def test_a_second_batch_ending_the_same_day_is_held_before_it_goes_ahead(world: SyncWorld) -> None:
+    """Either statement of two periods with one end date would take both entries: the second batch is
+    blocked by validation before any request, so it never goes ahead of the first."""
+    world.seed(scale=150, with_invalid=False)
+    world.link()
+    batches = _parents_synced(world)
+    with world.sessions.begin() as session:
+        first, second = (session.get(CreditBatch, uuid.UUID(i)) for i in batches[:2])
+        assert first is not None and second is not None
+        second.reporting_period_end = first.reporting_period_end
+        created_first = first.created_at < second.created_at or (
+            first.created_at == second.created_at and first.id < second.id
+        )
+        held = batches[1] if created_first else batches[0]
+    with world.engine() as engine:
+        results = {r.entity_id: r for r in engine.sync_entities("credit_batch", batches)}
+    assert results[held].status == "error" and "already ends on that day" in (results[held].message or "")
+    assert [(s.external_entity_type, s.action) for s in results[held].steps] == [
+        ("datapoint_applied_biochar_mass", "blocked")
+    ]
+    assert supplier_reference("datapoint_applied_biochar_mass", held) not in {
+        d["supplier_reference_id"] for d in _stored(world, "datapoints")
+    }, "no request for the held batch"
+    synced = [b for b in batches if b != held]
+    assert all(results[b].status == "synced" for b in synced), [results[b].message for b in synced]
+    assert sorted(batch for _, batch in _statements_by_batch(world)) == sorted(
+        [supplier_reference("ghg_entry", b)] for b in synced
+    ), "every statement took its own entry alone"
+
+
+def test_a_lost_entry_answer_in_a_pipelined_run_holds_every_later_statement(world: SyncWorld) -> None:
+    world.seed(scale=150, with_invalid=False)
+    world.link()
+    batches = _parents_synced(world)
+    world.emulator.admin.set_faults(
+        {"lost_response": {"rate": 1.0, "mode": "drop", "path": "^/ghg_entries$"}}
+    )
+    with world.engine() as engine:
+        first = engine.sync_entity("credit_batch", batches[0])
+    assert first.status == "unknown"
+    world.emulator.admin.set_faults({})
+    with world.engine() as engine:
+        later = engine.sync_entities("credit_batch", batches[1:])
+    assert all(r.status == "error" for r in later)
+    assert all(
+        f"waits for the GHG statement of credit batch {batches[0]}" in (r.message or "") for r in later
+    )
+    assert world.stats()["objects"]["ghg_statements"] == 0, "no statement took an entry it cannot see"
+    assert world.stats()["objects"]["ghg_entries"] == len(batches), "the later entries went ahead"
+
+    with world.engine() as engine:
+        retried = engine.sync_entities("credit_batch", engine.select("credit_batch", "failed"))
+    assert sorted(r.entity_id for r in retried) == sorted(batches)
+    assert all(r.status == "synced" for r in retried), [r.message for r in retried if r.status != "synced"]
+    assert [batch for _, batch in _statements_by_batch(world)] == [
+        [supplier_reference("ghg_entry", b)] for b in batches
+    ]
+    assert world.stats()["duplicate_supplier_reference_ids"]["total"] == 0
 
 
 def test_corrected_records_update_the_datapoints_before_a_resubmission(world: SyncWorld) -> None:

@@ -44,6 +44,10 @@ class EntitySpec:
     # When set, entities of this type are synced one at a time in the order of this attribute (for
     # registries where one entity's object depends on which others exist, e.g. period-based statements).
     sequential_by: str | None = None
+    # With sequential_by: the one step that must go in that order. The steps before it go ahead for the
+    # whole selection at once and the steps after it follow concurrently (SyncEngine._sync_pipelined).
+    # None: every step of an entity waits for the entity before it.
+    ordered_step: str | None = None
 
     def step(self, external_entity_type: str) -> StepSpec:
         for step in self.steps:

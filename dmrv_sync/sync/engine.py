@@ -64,6 +64,8 @@ SYNC_CHUNK = 500
 
 EntityStatus = Literal["synced", "error", "unknown", "drifted", "busy", "not_ready", "missing"]
 HAS_OBJECT = (SyncStatus.SYNCED, SyncStatus.DRIFTED)
+# An entity result whose every step (run) has its object in the registry.
+REACHED = ("synced", "drifted")
 
 # The identity a registry call is made for, so the client's observer can audit it against that row.
 current_identity: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -308,19 +310,48 @@ class SyncEngine:
             return []
         spec = self.adapter.entities[entity_type]
         if spec.sequential_by is not None:
-            return [
-                self.sync_entity(entity_type, i)
-                for i in self._ordered(entity_type, entity_ids, spec.sequential_by)
-            ]
+            ordered = self._ordered(entity_type, entity_ids, spec.sequential_by)
+            if spec.ordered_step is None or self.concurrency == 1 or len(ordered) == 1:
+                return [self.sync_entity(entity_type, i) for i, _ in ordered]
+            return self._sync_pipelined(entity_type, ordered)
         if self.concurrency == 1 or len(entity_ids) == 1:
             return [self.sync_entity(entity_type, i) for i in entity_ids]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(entity_ids))) as pool:
             return list(pool.map(lambda i: self.sync_entity(entity_type, i), entity_ids))
 
-    def sync_entity(self, entity_type: str, entity_id: str) -> EntityResult:
+    def _sync_pipelined(self, entity_type: str, ordered: list[tuple[str, Any]]) -> list[EntityResult]:
+        """Entities whose `ordered_step` must go one at a time in order (`ordered`: (ID, order value),
+        earliest first). Only that step waits for the entity before: the steps before it go ahead in the
+        thread pool for the whole selection, earliest first, and the steps after it follow in the pool.
+        (The adapter's rules keep order values unique: Isometric's validation blocks a second credit
+        batch ending on the same day, before any request.)
+
+        At a go-live backlog of 178 credit batches (5 requests each, 50-150 ms answers) one at a time took
+        ~1 s a batch, a third of the whole sync's time at 50 req/s (benchmarks.throughput --scale 8000)."""
+        spec = self.adapter.entities[entity_type]
+        steps, cut = spec.steps, spec.external_types.index(str(spec.ordered_step))
+        results: dict[str, EntityResult] = {}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            ahead = {i: pool.submit(self.sync_entity, entity_type, i, steps=cut) for i, _ in ordered}
+            following = {}
+            for i, _ in ordered:
+                result = ahead.pop(i).result()
+                if result.status not in REACHED:  # stopped before the ordered step: that is its result
+                    results[i] = result
+                    continue
+                result = self.sync_entity(entity_type, i, steps=cut + 1)
+                if result.status in REACHED and cut + 1 < len(steps):
+                    following[i] = pool.submit(self.sync_entity, entity_type, i)
+                else:
+                    results[i] = result
+            results |= {i: future.result() for i, future in following.items()}
+        return [results[i] for i, _ in ordered]
+
+    def sync_entity(self, entity_type: str, entity_id: str, *, steps: int | None = None) -> EntityResult:
+        """Take one entity as far as it goes; with `steps`, no further than its first `steps` steps."""
         entity_id = str(entity_id)
         try:
-            return self._sync_entity(entity_type, entity_id)
+            return self._sync_entity(entity_type, entity_id, steps)
         except Exception as exc:  # one bad entity never stops the others (invariant 4)
             logger.exception("%s %s: unexpected failure", entity_type, entity_id)
             return EntityResult(
@@ -330,7 +361,7 @@ class SyncEngine:
                 message=self._redact(f"{entity_type} {entity_id}: internal error: {exc!r}"),
             )
 
-    def _sync_entity(self, entity_type: str, entity_id: str) -> EntityResult:
+    def _sync_entity(self, entity_type: str, entity_id: str, steps: int | None = None) -> EntityResult:
         spec = self.adapter.entities[entity_type]
         with self._sessions() as session:
             try:
@@ -366,7 +397,7 @@ class SyncEngine:
             if blockers and open_steps:
                 return self._block(result, spec, open_steps[0], blockers)
 
-            for step, identity in zip(spec.steps, identities, strict=True):
+            for step, identity in zip(spec.steps[:steps], identities[:steps], strict=True):
                 ctx = StepContext(
                     entity_type=entity_type,
                     entity_id=entity_id,
@@ -624,15 +655,16 @@ class SyncEngine:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _ordered(self, entity_type: str, entity_ids: Sequence[str], attribute: str) -> list[str]:
+    def _ordered(self, entity_type: str, entity_ids: Sequence[str], attribute: str) -> list[tuple[str, Any]]:
+        """(ID, value of `attribute`) of `entity_ids`, in the order of the attribute (missing ones last)."""
         model = ENTITY_MODELS[entity_type]
         column = getattr(model, attribute)
         wanted = set(entity_ids)
         with self._sessions() as session:
             rows = session.execute(
-                select(model.id).order_by(column.is_(None), column, model.created_at, model.id)
+                select(model.id, column).order_by(column.is_(None), column, model.created_at, model.id)
             )
-            return [str(key) for (key,) in rows if str(key) in wanted]
+            return [(str(key), value) for key, value in rows if str(key) in wanted]
 
     def _rows(self, session: Session, model: Any) -> Iterator[list[tuple[str, Any]]]:
         """Every row of `model` as (id, entity), oldest change first, in chunks of ROWS_PER_CHUNK; the

@@ -119,8 +119,11 @@ ENTITIES: dict[str, EntitySpec] = {
         ),
         parent_types=("application",),
         # A statement takes every draft GHG entry of the project completed by its end date, so periods
-        # must be filed in order: one at a time, earliest end first.
+        # must be filed in order, earliest end first. Only the statement waits for the one before: a
+        # later period's datapoints and entry (completed on its own, later, end) can go ahead, and a
+        # submission changes no statement's entries.
         sequential_by="reporting_period_end",
+        ordered_step="ghg_statement",
     ),
 }
 
