@@ -24,6 +24,8 @@ from dmrv_sync.db.sync_state import AuditOutcome, RegistryAuditEvent, RegistryId
 from dmrv_sync.redaction import redact
 
 DEFAULT_LEASE_SECONDS = 300.0
+# Entity IDs in one IN list (SQLite's older builds allow 999 bound parameters a statement).
+ROWS_PER_QUERY = 500
 
 
 class LeaseLost(RuntimeError):
@@ -122,6 +124,37 @@ class IdentityService:
     ) -> str | None:
         row = self.get_identity(entity_type, entity_id, registry_name, external_entity_type)
         return row.external_id if row is not None and row.sync_status in _HAS_OBJECT else None
+
+    def get_external_ids(
+        self,
+        entity_type: str,
+        entity_ids: Sequence[str],
+        registry_name: str,
+        external_entity_types: Sequence[str],
+    ) -> dict[str, dict[str, str]]:
+        """{entity ID: {external type: external ID}} of the objects already in the registry, in one
+        query per ROWS_PER_QUERY entities (one lookup per entity and type opens a session each)."""
+        found: dict[str, dict[str, str]] = {}
+        ids = [str(i) for i in entity_ids]
+        with self._sessions() as session:
+            for start in range(0, len(ids), ROWS_PER_QUERY):
+                rows = session.execute(
+                    select(
+                        RegistryIdentity.entity_id,
+                        RegistryIdentity.external_entity_type,
+                        RegistryIdentity.external_id,
+                    ).where(
+                        RegistryIdentity.entity_type == entity_type,
+                        RegistryIdentity.entity_id.in_(ids[start : start + ROWS_PER_QUERY]),
+                        RegistryIdentity.registry_name == registry_name,
+                        RegistryIdentity.external_entity_type.in_(list(external_entity_types)),
+                        RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
+                        RegistryIdentity.external_id.is_not(None),
+                    )
+                )
+                for entity_id, external_type, external_id in rows:
+                    found.setdefault(entity_id, {})[external_type] = external_id
+        return found
 
     def is_entity_fully_synced(
         self, entity_type: str, entity_id: str, registry_name: str, external_entity_types: Sequence[str]

@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -92,11 +92,23 @@ class ParentRef:
 class ExternalIds:
     """Read access to what is already in the registry: parents' and earlier steps' external IDs."""
 
-    def __init__(self, lookup: Callable[[str, str, str], str | None]) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[str, str, str], str | None],
+        lookup_many: Callable[[str, Sequence[str], Sequence[str]], dict[str, dict[str, str]]],
+    ) -> None:
         self._lookup = lookup
+        self._lookup_many = lookup_many
 
     def get(self, entity_type: str, entity_id: str, external_entity_type: str) -> str | None:
         return self._lookup(entity_type, str(entity_id), external_entity_type)
+
+    def get_many(
+        self, entity_type: str, entity_ids: Sequence[str], external_entity_types: Sequence[str]
+    ) -> dict[str, dict[str, str]]:
+        """{entity ID: {external type: external ID}} of those of `entity_ids` that have any of the types
+        in the registry (one query, where `get` is one each)."""
+        return self._lookup_many(entity_type, [str(i) for i in entity_ids], external_entity_types)
 
 
 @dataclass

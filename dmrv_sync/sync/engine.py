@@ -162,7 +162,12 @@ class SyncEngine:
         self.concurrency = max(1, concurrency)
         self.holder = holder or default_lease_holder()
         self._clock = clock
-        self._external_ids = ExternalIds(self._external_id)
+        self._external_ids = ExternalIds(
+            self._external_id,
+            lambda entity_type, ids, types: self.identities.get_external_ids(
+                entity_type, ids, self.adapter.name, types
+            ),
+        )
 
     # -- selecting work ------------------------------------------------------------------------------
 

@@ -392,20 +392,22 @@ class IsometricAdapter(RegistryAdapter):
         period whose entry exists — or may exist: its datapoints are in, so its entry was sent or is about
         to be, and a lost answer leaves no ID here — but whose statement does not must go first, or this
         statement would swallow its entry."""
-        others = ctx.session.scalars(
-            select(CreditBatch).where(
-                CreditBatch.id != batch.id, CreditBatch.reporting_period_end <= batch.reporting_period_end
-            )
+        others = ctx.session.execute(
+            select(CreditBatch.id, CreditBatch.reporting_period_end)
+            .where(CreditBatch.id != batch.id, CreditBatch.reporting_period_end <= batch.reporting_period_end)
+            .order_by(CreditBatch.reporting_period_end, CreditBatch.id)
+        ).all()
+        # One query for all of them: a lookup each made a statement of the 178th period cost ~0.3 s.
+        known = ctx.external_ids.get_many(
+            "credit_batch", [str(i) for i, _ in others], (*DATAPOINTS, "ghg_entry", "ghg_statement")
         )
-        for other in others:
-            other_id = str(other.id)
-            entry_under_way = any(
-                ctx.external_ids.get("credit_batch", other_id, step) for step in (*DATAPOINTS, "ghg_entry")
-            )
-            if entry_under_way and ctx.external_ids.get("credit_batch", other_id, "ghg_statement") is None:
+        for other_id, period_end in others:
+            filed = known.get(str(other_id), {})
+            entry_under_way = any(step in filed for step in (*DATAPOINTS, "ghg_entry"))
+            if entry_under_way and "ghg_statement" not in filed:
                 raise MissingExternalId(
-                    f"waits for the GHG statement of credit batch {other.id} (period ending "
-                    f"{other.reporting_period_end}): Isometric puts every draft GHG entry up to a statement's end "
+                    f"waits for the GHG statement of credit batch {other_id} (period ending "
+                    f"{period_end}): Isometric puts every draft GHG entry up to a statement's end "
                     "date into it, so earlier periods are filed first"
                 )
 
