@@ -875,7 +875,11 @@ class CallAuditor:
             http_status=record.status_code,
             duration_ms=record.duration_ms,
             error=record.error,
-            details={"attempt": record.attempt, "will_retry": record.will_retry},
+            details={
+                "attempt": record.attempt,
+                "will_retry": record.will_retry,
+                "sent_at": round(record.sent_at, 6),
+            },
         )
 
 

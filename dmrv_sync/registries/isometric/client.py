@@ -104,6 +104,7 @@ class RequestRecord:
     error: str | None  # redacted
     attempt: int
     will_retry: bool
+    sent_at: float  # epoch seconds when the request left (after the budget's wait)
 
 
 Observer = Callable[[RequestRecord], None]
@@ -714,7 +715,8 @@ class IsometricClient:
         attempt: int,
         will_retry: bool,
     ) -> None:
-        duration_ms = (time.monotonic() - started) * 1000.0
+        elapsed = time.monotonic() - started
+        duration_ms = elapsed * 1000.0
         logger.debug(
             "isometric %s %s -> %s in %.1f ms (attempt %d)%s",
             method,
@@ -726,7 +728,9 @@ class IsometricClient:
         )
         if self._observer is None:
             return
-        record = RequestRecord(method, template, status, duration_ms, outcome, error, attempt, will_retry)
+        record = RequestRecord(
+            method, template, status, duration_ms, outcome, error, attempt, will_retry, time.time() - elapsed
+        )
         try:
             self._observer(record)
         except Exception:  # an audit hiccup must not turn a registry success into a failure
