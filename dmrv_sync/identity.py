@@ -156,23 +156,45 @@ class IdentityService:
                     found.setdefault(entity_id, {})[external_type] = external_id
         return found
 
+    def fully_synced(
+        self,
+        entity_type: str,
+        entity_ids: Sequence[str],
+        registry_name: str,
+        external_entity_types: Sequence[str],
+    ) -> set[str]:
+        """Those of `entity_ids` whose every external object is synced: `is_entity_fully_synced` for many
+        entities, one query per ROWS_PER_QUERY of them."""
+        ids = [str(i) for i in entity_ids]
+        wanted = set(external_entity_types)
+        synced: set[str] = set()
+        with self._sessions() as session:
+            for start in range(0, len(ids), ROWS_PER_QUERY):
+                synced.update(
+                    session.scalars(
+                        select(RegistryIdentity.entity_id)
+                        .where(
+                            RegistryIdentity.entity_type == entity_type,
+                            RegistryIdentity.entity_id.in_(ids[start : start + ROWS_PER_QUERY]),
+                            RegistryIdentity.registry_name == registry_name,
+                            RegistryIdentity.external_entity_type.in_(list(wanted)),
+                            RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
+                        )
+                        .group_by(RegistryIdentity.entity_id)
+                        .having(
+                            func.count(func.distinct(RegistryIdentity.external_entity_type)) == len(wanted)
+                        )
+                    )
+                )
+        return synced
+
     def is_entity_fully_synced(
         self, entity_type: str, entity_id: str, registry_name: str, external_entity_types: Sequence[str]
     ) -> bool:
         """True when every external object the registry keeps for this entity is synced."""
-        with self._sessions() as session:
-            synced = session.scalar(
-                select(func.count())
-                .select_from(RegistryIdentity)
-                .where(
-                    RegistryIdentity.entity_type == entity_type,
-                    RegistryIdentity.entity_id == str(entity_id),
-                    RegistryIdentity.registry_name == registry_name,
-                    RegistryIdentity.external_entity_type.in_(list(external_entity_types)),
-                    RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
-                )
-            )
-        return synced == len(set(external_entity_types))
+        return str(entity_id) in self.fully_synced(
+            entity_type, [entity_id], registry_name, external_entity_types
+        )
 
     def get_entity_sync_summary(
         self, entity_type: str, entity_id: str

@@ -760,11 +760,20 @@ class SyncEngine:
     def _unsynced_parents(self, entity_type: str, entity: Any, session: Session) -> list[str]:
         """One message per parent that is not fully in the registry (invariant 2)."""
         messages = []
-        for parent in self.adapter.parents(entity_type, entity):
-            parent_spec = self.adapter.entities[parent.entity_type]
-            if self.identities.is_entity_fully_synced(
-                parent.entity_type, parent.entity_id, self.adapter.name, parent_spec.external_types
-            ):
+        parents = list(self.adapter.parents(entity_type, entity))
+        # One query per parent type (a credit batch has dozens of applications), not one per parent.
+        synced = {
+            (parent_type, entity_id)
+            for parent_type in {p.entity_type for p in parents}
+            for entity_id in self.identities.fully_synced(
+                parent_type,
+                [p.entity_id for p in parents if p.entity_type == parent_type],
+                self.adapter.name,
+                self.adapter.entities[parent_type].external_types,
+            )
+        }
+        for parent in parents:
+            if (parent.entity_type, str(parent.entity_id)) in synced:
                 continue
             parent_entity = self._load(session, parent.entity_type, parent.entity_id)
             if parent_entity is not None and not self.adapter.is_ready(parent.entity_type, parent_entity):
