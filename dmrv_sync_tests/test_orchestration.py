@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from dmrv_sync.db.models import Application, ApplicationStatus
-from dmrv_sync.db.sync_state import RegistryAuditEvent
 from dmrv_sync.definitions import defs
 from dmrv_sync.orchestration.assets import build_registry_assets
 from dmrv_sync.orchestration.partitions import ENTITY_PARTITIONS
@@ -337,36 +336,3 @@ def test_a_tick_that_requests_nothing_still_moves_its_cursor_past_records_not_re
     assert not result.run_requests and "no application record ready" in skipped(result)
     position = Position.load(harness.cursors["application"])
     assert position is not None and position.entity_id == str(last)
-
-
-def test_each_partition_is_materialized_as_soon_as_its_entity_is_synced(
-    world: SyncWorld, harness: Harness
-) -> None:
-    """A run's partitions turn green while it goes on, not all at its end (a run of 1,000 spent its last
-    ~7 s writing events, sending nothing)."""
-    world.seed(scale=40, with_invalid=False)
-    world.link()
-    for entity_type in ("facility", "feedstock_type", "production_run"):
-        harness.push(entity_type)
-    world.emulator.admin.set_faults({"latency": {"fixed_ms": 20}})
-    (result,) = harness.push("application")
-    assert result.success
-    materialized = [
-        entry.timestamp
-        for entry in harness.instance.all_logs(result.run_id)
-        if entry.dagster_event is not None and entry.dagster_event.event_type_value == "ASSET_MATERIALIZATION"
-    ]
-    with world.sessions() as session:
-        sent = [
-            float(details["sent_at"])
-            for details in session.scalars(
-                select(RegistryAuditEvent.details).where(
-                    RegistryAuditEvent.operation == "request", RegistryAuditEvent.entity_type == "application"
-                )
-            )
-        ]
-    assert len(materialized) >= 20 and len(sent) == 2 * len(materialized)
-    after_first = [t for t in sent if t > min(materialized)]
-    assert len(after_first) >= len(sent) // 2, (
-        f"only {len(after_first)} of {len(sent)} requests left after the first materialization"
-    )

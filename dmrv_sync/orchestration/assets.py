@@ -7,7 +7,6 @@ at the end, naming each entity and its remedy, so exactly those partitions show 
 "backfill failed partitions" re-runs exactly them.
 """
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,34 +77,22 @@ def build_entity_asset(
         database = getattr(context.resources, DATABASE_RESOURCE)
         registry_resource = getattr(context.resources, registry_resource_key(registry))
         context.log.info(f"syncing {len(keys)} {spec.entity_type} entities to {registry}")
-        started, in_events = time.monotonic(), 0.0
-        results: list[EntityResult] = []
         with registry_resource.engine(database, run_id=context.run.run_id) as engine:
+            results = engine.sync_entities(spec.entity_type, keys)
             web_url = engine.adapter.web_url
-            # Each entity's materialization as soon as it is synced, while the others go on: written
-            # after the whole run's sync, a run of 1,000 spent its last ~7 s writing events, sending
-            # nothing (benchmarks.throughput at 8,000 applications).
-            for result in engine.iter_sync_entities(spec.entity_type, keys):
-                results.append(result)
-                if result.ok and result.status != "not_ready":
-                    before = time.monotonic()
-                    yield dg.AssetMaterialization(
-                        asset_key=key, partition=result.entity_id, metadata=_metadata(result, web_url)
-                    )
-                    in_events += time.monotonic() - before
-        context.log.info(
-            f"synced {len(results)} {spec.entity_type} entities to {registry} in "
-            f"{time.monotonic() - started:.2f} s, {in_events:.2f} s of it writing their materializations"
-        )
-        yield from _outcome(key, registry, results)
+        yield from _events(key, registry, results, web_url)
 
     return entity_asset
 
 
-def _outcome(key: dg.AssetKey, registry: str, results: list[EntityResult]) -> Iterator[Any]:
-    """After the materializations: the validation checks, what was left for another run, the failure."""
+def _events(key: dg.AssetKey, registry: str, results: list[EntityResult], web_url: Any) -> Iterator[Any]:
     failed = [r for r in results if not r.ok and r.status not in NOT_JUDGED]
     skipped = [r for r in results if r.status in NOT_JUDGED]
+    for result in results:
+        if result.ok and result.status != "not_ready":
+            yield dg.AssetMaterialization(
+                asset_key=key, partition=result.entity_id, metadata=_metadata(result, web_url)
+            )
     blocked = [r for r in failed if any(s.action == "blocked" for s in r.steps)]
     warned = [r for r in results if r.warnings]
     yield dg.AssetCheckResult(

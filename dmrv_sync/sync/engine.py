@@ -14,7 +14,7 @@ import contextvars
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -323,18 +323,6 @@ class SyncEngine:
             return [self.sync_entity(entity_type, i) for i in entity_ids]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(entity_ids))) as pool:
             return list(pool.map(lambda i: self.sync_entity(entity_type, i), entity_ids))
-
-    def iter_sync_entities(self, entity_type: str, entity_ids: Sequence[str]) -> Iterator[EntityResult]:
-        """`sync_entities`, each result as soon as its entity is done (in the order they finish), so a
-        caller can report it while the others go on. Types synced in order come in that order, at the end."""
-        spec = self.adapter.entities[entity_type]
-        if spec.sequential_by is not None or self.concurrency == 1 or len(entity_ids) <= 1:
-            yield from self.sync_entities(entity_type, entity_ids)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(entity_ids))) as pool:
-            futures = [pool.submit(self.sync_entity, entity_type, i) for i in entity_ids]
-            for future in as_completed(futures):
-                yield future.result()
 
     def _sync_pipelined(self, entity_type: str, ordered: list[tuple[str, Any]]) -> list[EntityResult]:
         """Entities whose `ordered_step` must go one at a time in order (`ordered`: (ID, order value),
