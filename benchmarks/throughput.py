@@ -30,9 +30,14 @@ client holds at exactly 1 / rate:
 - the whole busy period, first to last request, which also holds the hand-overs between entity types
   (a parent's run ends, the child's sensor ticks, a run starts: seconds each, once per dependency
   level, whatever the backlog's size), shown with the longest gaps.
-The 429 count comes from the emulator's counters (`GET /_emulator/stats`).
+The 429 count comes from the emulator's counters (`GET /_emulator/stats`). The ones our pacing caused
+are counted apart: the emulator's token bucket replayed over the times our requests left the clients
+(`sent_at` in each request's audit row, read from the DMRV database before it is dropped). A 429 the
+emulator gave for requests that left in time came from between (its handler threads reached them
+bunched). Also shown: our own send rate over the application phase and its longest gaps.
 
-Exit status 0 when the application phase reaches at least 95 % of `--rate` and no request met a 429.
+Exit status 0 when the application phase reaches at least 95 % of `--rate` and our send times meet no
+429 in the replayed bucket.
 """
 
 from __future__ import annotations
