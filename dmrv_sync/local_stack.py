@@ -112,7 +112,7 @@ class LocalStack:
         return process
 
     def stop(self) -> None:
-        """SIGTERM each process group (Dagster first, then the emulator), then SIGKILL what lingers."""
+        """SIGTERM each process group (Dagster first, then the emulator), then SIGKILL what is left of it."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 _signal_group(process, signal.SIGTERM)
@@ -123,6 +123,9 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 _signal_group(process, signal.SIGKILL)
                 process.wait()
+            # What the group's leader left behind: seen in CI, a code server Dagster spawned while it was
+            # shutting down outlived `dmrv-sync up` by minutes, writing into the data directory.
+            _signal_group(process, signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen[str], sig: signal.Signals) -> None:
