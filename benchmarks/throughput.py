@@ -177,36 +177,30 @@ def request_arrivals(log_path: Path, *, since: float) -> list[tuple[float, str, 
     return sorted(arrivals)
 
 
-def client_sends(dmrv_db_url: str, *, since: float) -> list[tuple[float, int | None]]:
-    """(time it left the client, status) of every registry request the runs made, from the audit rows
-    (`details.sent_at`: after the budget's wait, before the connection is written), oldest first."""
+def client_sends(dmrv_db_url: str, *, since: float) -> list[float]:
+    """When each registry request the runs made left its client, from the audit rows (`details.sent_at`:
+    after the budget's wait, before the connection is written), oldest first."""
     from sqlalchemy import select
 
     from dmrv_sync.db.session import get_session_factory
     from dmrv_sync.db.sync_state import RegistryAuditEvent
 
     with get_session_factory(dmrv_db_url)() as session:
-        rows = session.execute(
-            select(RegistryAuditEvent.details, RegistryAuditEvent.http_status).where(
-                RegistryAuditEvent.operation == "request"
-            )
+        details = session.scalars(
+            select(RegistryAuditEvent.details).where(RegistryAuditEvent.operation == "request")
         )
-        sends = [(float(d["sent_at"]), status) for d, status in rows if d and "sent_at" in d]
-    return sorted(t for t in sends if t[0] >= since)
+        sends = [float(d["sent_at"]) for d in details if d and "sent_at" in d]
+    return sorted(t for t in sends if t >= since)
 
 
 def bucket_rejections(times: list[float], rate: float, burst: int) -> list[float]:
-    """The times among `times` (sorted) that a token bucket of `burst` refilled at `rate` per second,
-    full at the start, rejects: the emulator's limiter (emulator/faults.py) replayed."""
-    tokens, last, rejected = float(burst), times[0] if times else 0.0, []
-    for t in times:
-        tokens = min(float(burst), tokens + (t - last) * rate)
-        last = t
-        if tokens >= 1.0 - 1e-9:
-            tokens = max(0.0, tokens - 1.0)
-        else:
-            rejected.append(t)
-    return rejected
+    """The times among `times` (sorted) that the emulator's own limiter (a token bucket of `burst`,
+    refilled at `rate` per second, full at the start) rejects, replayed on them."""
+    from dmrv_sync.emulator.faults import FaultConfig, FaultInjector, RateLimitFault
+
+    limiter = FaultInjector(FaultConfig(rate_limit=RateLimitFault(rate_per_second=rate, burst=burst)))
+    base = time.monotonic()  # the limiter's clock: arrivals after its creation
+    return [t for t in times if limiter.rate_limited("POST", "/", arrived_at=base + t - times[0]) is not None]
 
 
 def delta(after: dict[str, Any], before: dict[str, Any], key: str) -> dict[str, int]:
@@ -278,7 +272,7 @@ def report(args: argparse.Namespace, scale: int, result: dict[str, Any]) -> int:
     # The same bucket replayed over the times our requests left: a 429 here is one our pacing caused;
     # one the emulator gave for requests that left in time came from between (the emulator's own
     # handling of its connections on this shared machine).
-    sent = [t for t, _ in result["sends"]]
+    sent = result["sends"]
     ours = bucket_rejections(sent, args.rate, args.burst)
     arrived_rejected = bucket_rejections(times, args.rate, args.burst)
     sent_window = [t for t in sent if app_times and app_times[0] - 1.0 <= t <= app_times[-1]]
@@ -319,11 +313,7 @@ def report(args: argparse.Namespace, scale: int, result: dict[str, Any]) -> int:
         (
             "longest gaps between our sends (app phase)",
             ", ".join(
-                f"{g:.1f} s at +{at:.0f} s"
-                for g, at in longest_gaps(
-                    [t for t in sent if app_times and app_times[0] <= t <= app_times[-1]],
-                    times[0] if times else 0.0,
-                )
+                f"{g:.1f} s at +{at:.0f} s" for g, at in longest_gaps(sent_window, times[0] if times else 0.0)
             ),
         ),
         (

@@ -135,25 +135,11 @@ class IdentityService:
         """{entity ID: {external type: external ID}} of the objects already in the registry, in one
         query per ROWS_PER_QUERY entities (one lookup per entity and type opens a session each)."""
         found: dict[str, dict[str, str]] = {}
-        ids = [str(i) for i in entity_ids]
-        with self._sessions() as session:
-            for start in range(0, len(ids), ROWS_PER_QUERY):
-                rows = session.execute(
-                    select(
-                        RegistryIdentity.entity_id,
-                        RegistryIdentity.external_entity_type,
-                        RegistryIdentity.external_id,
-                    ).where(
-                        RegistryIdentity.entity_type == entity_type,
-                        RegistryIdentity.entity_id.in_(ids[start : start + ROWS_PER_QUERY]),
-                        RegistryIdentity.registry_name == registry_name,
-                        RegistryIdentity.external_entity_type.in_(list(external_entity_types)),
-                        RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
-                        RegistryIdentity.external_id.is_not(None),
-                    )
-                )
-                for entity_id, external_type, external_id in rows:
-                    found.setdefault(entity_id, {})[external_type] = external_id
+        for entity_id, external_type, external_id in self._objects(
+            entity_type, entity_ids, registry_name, external_entity_types
+        ):
+            if external_id is not None:
+                found.setdefault(entity_id, {})[external_type] = external_id
         return found
 
     def fully_synced(
@@ -165,28 +151,43 @@ class IdentityService:
     ) -> set[str]:
         """Those of `entity_ids` whose every external object is synced: `is_entity_fully_synced` for many
         entities, one query per ROWS_PER_QUERY of them."""
-        ids = [str(i) for i in entity_ids]
+        types: dict[str, set[str]] = {}
+        for entity_id, external_type, _ in self._objects(
+            entity_type, entity_ids, registry_name, external_entity_types
+        ):
+            types.setdefault(entity_id, set()).add(external_type)
         wanted = set(external_entity_types)
-        synced: set[str] = set()
+        return {entity_id for entity_id, have in types.items() if have == wanted}
+
+    def _objects(
+        self,
+        entity_type: str,
+        entity_ids: Sequence[str],
+        registry_name: str,
+        external_entity_types: Sequence[str],
+    ) -> list[tuple[str, str, str | None]]:
+        """(entity ID, external type, external ID) of the identity rows of `entity_ids` whose object is in
+        the registry, in one query per ROWS_PER_QUERY entities."""
+        ids = [str(i) for i in entity_ids]
+        rows: list[tuple[str, str, str | None]] = []
         with self._sessions() as session:
             for start in range(0, len(ids), ROWS_PER_QUERY):
-                synced.update(
-                    session.scalars(
-                        select(RegistryIdentity.entity_id)
-                        .where(
+                rows.extend(
+                    session.execute(
+                        select(
+                            RegistryIdentity.entity_id,
+                            RegistryIdentity.external_entity_type,
+                            RegistryIdentity.external_id,
+                        ).where(
                             RegistryIdentity.entity_type == entity_type,
                             RegistryIdentity.entity_id.in_(ids[start : start + ROWS_PER_QUERY]),
                             RegistryIdentity.registry_name == registry_name,
-                            RegistryIdentity.external_entity_type.in_(list(wanted)),
+                            RegistryIdentity.external_entity_type.in_(list(external_entity_types)),
                             RegistryIdentity.sync_status.in_(list(_HAS_OBJECT)),
                         )
-                        .group_by(RegistryIdentity.entity_id)
-                        .having(
-                            func.count(func.distinct(RegistryIdentity.external_entity_type)) == len(wanted)
-                        )
-                    )
+                    ).tuples()
                 )
-        return synced
+        return rows
 
     def is_entity_fully_synced(
         self, entity_type: str, entity_id: str, registry_name: str, external_entity_types: Sequence[str]

@@ -317,16 +317,15 @@ class SyncEngine:
         if spec.sequential_by is not None:
             ordered = self._ordered(entity_type, entity_ids, spec.sequential_by)
             if spec.ordered_step is None or self.concurrency == 1 or len(ordered) == 1:
-                return [self.sync_entity(entity_type, i) for i, _ in ordered]
+                return [self.sync_entity(entity_type, i) for i in ordered]
             return self._sync_pipelined(entity_type, ordered)
         if self.concurrency == 1 or len(entity_ids) == 1:
             return [self.sync_entity(entity_type, i) for i in entity_ids]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(entity_ids))) as pool:
             return list(pool.map(lambda i: self.sync_entity(entity_type, i), entity_ids))
 
-    def _sync_pipelined(self, entity_type: str, ordered: list[tuple[str, Any]]) -> list[EntityResult]:
-        """Entities whose `ordered_step` must go one at a time in order (`ordered`: (ID, order value),
-        earliest first). Only that step waits for the entity before: the steps before it go ahead in the
+    def _sync_pipelined(self, entity_type: str, ordered: list[str]) -> list[EntityResult]:
+        """Entities whose `ordered_step` must go one at a time in order (`ordered`: earliest first). Only that step waits for the entity before: the steps before it go ahead in the
         thread pool for the whole selection, earliest first, and the steps after it follow in the pool.
         (The adapter's rules keep order values unique: Isometric's validation blocks a second credit
         batch ending on the same day, before any request.)
@@ -337,9 +336,9 @@ class SyncEngine:
         steps, cut = spec.steps, spec.external_types.index(str(spec.ordered_step))
         results: dict[str, EntityResult] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            ahead = {i: pool.submit(self.sync_entity, entity_type, i, steps=cut) for i, _ in ordered}
+            ahead = {i: pool.submit(self.sync_entity, entity_type, i, steps=cut) for i in ordered}
             following = {}
-            for i, _ in ordered:
+            for i in ordered:
                 result = ahead.pop(i).result()
                 if result.status not in REACHED:  # stopped before the ordered step: that is its result
                     results[i] = result
@@ -350,7 +349,7 @@ class SyncEngine:
                 else:
                     results[i] = result
             results |= {i: future.result() for i, future in following.items()}
-        return [results[i] for i, _ in ordered]
+        return [results[i] for i in ordered]
 
     def sync_entity(self, entity_type: str, entity_id: str, *, steps: int | None = None) -> EntityResult:
         """Take one entity as far as it goes; with `steps`, no further than its first `steps` steps."""
@@ -660,16 +659,15 @@ class SyncEngine:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _ordered(self, entity_type: str, entity_ids: Sequence[str], attribute: str) -> list[tuple[str, Any]]:
-        """(ID, value of `attribute`) of `entity_ids`, in the order of the attribute (missing ones last)."""
+    def _ordered(self, entity_type: str, entity_ids: Sequence[str], attribute: str) -> list[str]:
         model = ENTITY_MODELS[entity_type]
         column = getattr(model, attribute)
         wanted = set(entity_ids)
         with self._sessions() as session:
             rows = session.execute(
-                select(model.id, column).order_by(column.is_(None), column, model.created_at, model.id)
+                select(model.id).order_by(column.is_(None), column, model.created_at, model.id)
             )
-            return [(str(key), value) for key, value in rows if str(key) in wanted]
+            return [str(key) for (key,) in rows if str(key) in wanted]
 
     def _rows(self, session: Session, model: Any) -> Iterator[list[tuple[str, Any]]]:
         """Every row of `model` as (id, entity), oldest change first, in chunks of ROWS_PER_CHUNK; the
