@@ -34,7 +34,11 @@ The 429 count comes from the emulator's counters (`GET /_emulator/stats`). The o
 are counted apart: the emulator's token bucket replayed over the times our requests left the clients
 (`sent_at` in each request's audit row, read from the DMRV database before it is dropped). A 429 the
 emulator gave for requests that left in time came from between (its handler threads reached them
-bunched). Also shown: our own send rate over the application phase and its longest gaps.
+bunched). Also shown: our own send rate over the application phase and its longest gaps, and how busy
+the machine's CPUs were (`/proc/stat`, sampled each second; Linux only) for 3 s before anything of the
+benchmark started and over the application phase: a run that falls short on a machine already busy
+before it started measured the machine, not the code (on this 2-core machine the same code gave
+83–93 % with the CPUs 94 % busy over the phase and 97–99.7 % with them 62–71 % busy).
 
 Exit status 0 when the application phase reaches at least 95 % of `--rate` and our send times meet no
 429 in the replayed bucket.
@@ -49,6 +53,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +62,9 @@ from typing import Any
 from dmrv_sync.registries.catalog import REGISTRY_ENTITIES
 
 TARGET_RATIO = 0.95
+# Above this mean CPU busy share over the application phase, a shortfall is reported as the machine's.
+CPU_BOUND = 0.90
+QUIET_SECONDS = 3.0
 APPLICATION_ROUTES = ("/storage_locations", "/biochar_applications")
 # "2026-11-22 20:41:53,123 dmrv_sync.emulator GET /mrv/v0/production_batches -> 201 (103 ms)"
 ASSET_NAMES = {t: spec.asset_name for t, spec in REGISTRY_ENTITIES["isometric"].items()}
@@ -203,6 +211,53 @@ def bucket_rejections(times: list[float], rate: float, burst: int) -> list[float
     return [t for t in times if limiter.rate_limited("POST", "/", arrived_at=base + t - times[0]) is not None]
 
 
+class CpuSampler:
+    """The machine's CPU busy share, from /proc/stat's first line once every `interval` seconds in a
+    thread (Linux; elsewhere nothing is sampled and `busy` returns [])."""
+
+    def __init__(self, interval: float = 1.0, path: Path = Path("/proc/stat")) -> None:
+        self.interval = interval
+        self.path = path
+        self.samples: list[tuple[float, int, int]] = []  # (time, total jiffies, idle + iowait jiffies)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _read(self) -> None:
+        try:
+            fields = [int(v) for v in self.path.read_text().splitlines()[0].split()[1:9]]
+        except (OSError, ValueError, IndexError):
+            return
+        self.samples.append((time.time(), sum(fields), fields[3] + fields[4]))
+
+    def _run(self) -> None:
+        self._read()
+        while not self._stop.wait(self.interval):
+            self._read()
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, start: float, end: float) -> list[float]:
+        """The busy share (0..1) of each sampled interval lying within [start, end]."""
+        return [
+            1 - (idle1 - idle0) / (total1 - total0)
+            for (t0, total0, idle0), (t1, total1, idle1) in zip(self.samples, self.samples[1:], strict=False)
+            if start <= t0 and t1 <= end and total1 > total0
+        ]
+
+
+def describe_busy(shares: list[float]) -> str:
+    if not shares:
+        return "not sampled (no /proc/stat)"
+    mean = sum(shares) / len(shares)
+    return f"{100 * mean:.1f} % mean over {len(shares)} s, ≥ 95 % in {sum(s >= 0.95 for s in shares)} s"
+
+
 def delta(after: dict[str, Any], before: dict[str, Any], key: str) -> dict[str, int]:
     return {k: v - before.get(key, {}).get(k, 0) for k, v in after.get(key, {}).items() if isinstance(v, int)}
 
@@ -234,21 +289,29 @@ def main(argv: list[str] | None = None) -> int:
         "rate_limit": {"rate_per_second": args.rate, "burst": args.burst},
     }
     root = Path(tempfile.mkdtemp(prefix="dmrv-throughput-"))
-    try:
-        result = sync_through_dagster(
-            root,
-            scale=scale,
-            faults=faults,
-            requests_per_second=args.rate,
-            partitions_per_run=max(1, math.ceil(scale / 2)),
-            database=args.database,
-            sensor_interval=args.sensor_interval,
-            burst=args.burst,
-            max_concurrent_runs=args.max_concurrent_runs,
-        )
-    except Exception:
-        print(f"benchmark failed; logs under {root}", file=sys.stderr)
-        raise
+    quiet_from = time.time()
+    with CpuSampler() as cpu:
+        # The machine before anything of ours runs: another load here makes the figures the machine's.
+        # (Half an interval more, so the last of the QUIET_SECONDS samples lies inside.)
+        time.sleep(QUIET_SECONDS + cpu.interval / 2)
+        quiet = (quiet_from, time.time())
+        try:
+            result = sync_through_dagster(
+                root,
+                scale=scale,
+                faults=faults,
+                requests_per_second=args.rate,
+                partitions_per_run=max(1, math.ceil(scale / 2)),
+                database=args.database,
+                sensor_interval=args.sensor_interval,
+                burst=args.burst,
+                max_concurrent_runs=args.max_concurrent_runs,
+            )
+        except Exception:
+            print(f"benchmark failed; logs under {root}", file=sys.stderr)
+            raise
+    result["cpu"] = cpu
+    result["quiet"] = quiet
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     return report(args, scale, result)
@@ -278,6 +341,10 @@ def report(args: argparse.Namespace, scale: int, result: dict[str, Any]) -> int:
     sent_window = [t for t in sent if app_times and app_times[0] - 1.0 <= t <= app_times[-1]]
     sent_span = sent_window[-1] - sent_window[0] if len(sent_window) > 1 else 0.0
     overlap = parallel_seconds(result["runs"], kind="application")
+    cpu: CpuSampler = result["cpu"]
+    cpu_before = cpu.busy(*result["quiet"])
+    cpu_app = cpu.busy(window[0], window[-1]) if window else []
+    cpu_bound = bool(cpu_app) and sum(cpu_app) / len(cpu_app) >= CPU_BOUND
     per_type: dict[str, list[int]] = {}
     for entity_type, entities, *_ in result["runs"]:
         per_type.setdefault(entity_type, []).append(entities)
@@ -326,6 +393,8 @@ def report(args: argparse.Namespace, scale: int, result: dict[str, Any]) -> int:
             + (f", at {', '.join(f'+{t - times[0]:.1f} s' for t in ours[:5])}" if ours and times else ""),
         ),
         ("sensors settled after", f"{result['settled s']:.1f} s"),
+        (f"machine CPU busy, {QUIET_SECONDS:g} s before the benchmark started", describe_busy(cpu_before)),
+        ("machine CPU busy over the application phase", describe_busy(cpu_app)),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\nThroughput through Dagster at {args.rate:g} req/s (demo scale {scale}, {args.database})")
@@ -337,6 +406,12 @@ def report(args: argparse.Namespace, scale: int, result: dict[str, Any]) -> int:
         f"(target ≥ {100 * TARGET_RATIO:.0f} %), {len(ours)} × 429 caused by our pacing (target 0; "
         f"{too_many} × 429 answered by the emulator)"
     )
+    if not ok and cpu_bound:
+        print(
+            f"the machine's CPUs were {describe_busy(cpu_app)} over the application phase "
+            f"({describe_busy(cpu_before)} before the benchmark started): the senders were starved; "
+            "run it again with nothing else running before reading this as the code's figure"
+        )
     return 0 if ok else 1
 
 
