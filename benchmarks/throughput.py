@@ -253,7 +253,7 @@ class CpuSampler:
 
 def describe_busy(shares: list[float]) -> str:
     if not shares:
-        return "not sampled (no /proc/stat)"
+        return "not sampled (no /proc/stat, or no whole sampled second in the window)"
     mean = sum(shares) / len(shares)
     return f"{100 * mean:.1f} % mean over {len(shares)} s, ≥ 95 % in {sum(s >= 0.95 for s in shares)} s"
 

@@ -325,8 +325,9 @@ class SyncEngine:
             return list(pool.map(lambda i: self.sync_entity(entity_type, i), entity_ids))
 
     def _sync_pipelined(self, entity_type: str, ordered: list[str]) -> list[EntityResult]:
-        """Entities whose `ordered_step` must go one at a time in order (`ordered`: earliest first). Only that step waits for the entity before: the steps before it go ahead in the
-        thread pool for the whole selection, earliest first, and the steps after it follow in the pool.
+        """Entities whose `ordered_step` must go one at a time in order (`ordered`: earliest first).
+        Only that step waits for the entity before: the steps before it go ahead in the thread pool for
+        the whole selection, earliest first, and the steps after it follow in the pool.
         (The adapter's rules keep order values unique: Isometric's validation blocks a second credit
         batch ending on the same day, before any request.)
 
@@ -660,6 +661,7 @@ class SyncEngine:
     # -- helpers ------------------------------------------------------------------------------------
 
     def _ordered(self, entity_type: str, entity_ids: Sequence[str], attribute: str) -> list[str]:
+        """`entity_ids` in the order of `attribute` (missing values last), then creation, then ID."""
         model = ENTITY_MODELS[entity_type]
         column = getattr(model, attribute)
         wanted = set(entity_ids)
